@@ -1,0 +1,1 @@
+"""Download (``download_data.py``) and load (``load_data.py``) MNIST and CIFAR-10."""
