@@ -1,0 +1,152 @@
+"""Layers with high-precision latent weights that are quantized in the forward pass.
+
+Each weight layer keeps a float ``kernel`` (clipped to [-1, 1] after every step when it is
+quantized) and uses ``quantize(kernel)`` to compute its output, so the optimizer updates the
+latent weights through the straight-through estimator (Courbariaux et al. 2016). Biases are
+left out: every weight layer in the paper's network is followed by batch normalization.
+"""
+
+import keras
+from keras import ops
+
+from bnn.constraints import Clip
+from bnn.quantizers import check_quantizer_args, quantize
+
+
+class _Quantized:
+    """Argument checks and config shared by the quantizing layers."""
+
+    def _init_quantizer(self, quantize_on, levels, threshold, flag_name):
+        check_quantizer_args(levels, threshold)
+        self.levels = int(levels)
+        self.threshold = float(threshold)
+        setattr(self, flag_name, bool(quantize_on))
+
+    def _quantizer_config(self, flag_name):
+        return {flag_name: getattr(self, flag_name), "levels": self.levels, "threshold": self.threshold}
+
+
+class _QuantKernel(_Quantized):
+    def _init_kernel_args(self, quantize_weights, levels, threshold, kernel_initializer):
+        self._init_quantizer(quantize_weights, levels, threshold, "quantize_weights")
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def _add_kernel(self, shape):
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=shape,
+            initializer=self.kernel_initializer,
+            constraint=Clip(1.0) if self.quantize_weights else None,
+        )
+
+    def quantized_kernel(self):
+        """The kernel the forward pass uses: quantized latent weights, or the floats as they are."""
+        if not self.quantize_weights:
+            return self.kernel
+        return quantize(ops.convert_to_tensor(self.kernel), self.levels, self.threshold)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            **self._quantizer_config("quantize_weights"),
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+        }
+
+
+@keras.saving.register_keras_serializable(package="bnn")
+class QuantDense(_QuantKernel, keras.layers.Layer):
+    """Fully connected layer ``y = x @ Q(W)`` with latent float weights ``W``.
+
+    Parameters
+    ----------
+    units : int
+        Output dimension.
+    quantize_weights : bool
+        Quantize the kernel in the forward pass (and clip the latent kernel to [-1, 1]).
+    levels : {2, 3}
+        Binary or ternary weights.
+    threshold : float in [0, 1)
+        Ternarization threshold (ignored for ``levels=2``).
+    """
+
+    def __init__(self, units, quantize_weights=True, levels=2, threshold=0.0,
+                 kernel_initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(units, int) or units < 1:
+            raise ValueError(f"units must be a positive integer. Received: units={units}")
+        self.units = units
+        self._init_kernel_args(quantize_weights, levels, threshold, kernel_initializer)
+
+    def build(self, input_shape):
+        self._add_kernel((input_shape[-1], self.units))
+
+    def call(self, inputs):
+        return ops.matmul(inputs, self.quantized_kernel())
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package="bnn")
+class QuantConv2D(_QuantKernel, keras.layers.Layer):
+    """2-D convolution (stride 1, 'same' padding, channels last) with a quantized kernel.
+
+    Parameters
+    ----------
+    filters : int
+        Number of output feature maps.
+    kernel_size : int
+        Side of the square filter.
+    quantize_weights, levels, threshold
+        As in :class:`QuantDense`.
+    """
+
+    def __init__(self, filters, kernel_size=3, quantize_weights=True, levels=2, threshold=0.0,
+                 kernel_initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        for name, value in (("filters", filters), ("kernel_size", kernel_size)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer. Received: {name}={value}")
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self._init_kernel_args(quantize_weights, levels, threshold, kernel_initializer)
+
+    def build(self, input_shape):
+        self._add_kernel((self.kernel_size, self.kernel_size, input_shape[-1], self.filters))
+
+    def call(self, inputs):
+        return ops.conv(inputs, self.quantized_kernel(), strides=1, padding="same")
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size}
+
+
+@keras.saving.register_keras_serializable(package="bnn")
+class QuantActivation(_Quantized, keras.layers.Layer):
+    """Quantize activations: ``Q(x)`` forward, straight-through gradient backward.
+
+    With ``quantize_activations=False`` the layer is hard tanh, ``clip(x, -1, 1)``: the float
+    function whose gradient the straight-through estimator uses, so the float baseline keeps a
+    nonlinearity (the original repository used the identity, which made it a linear network).
+    """
+
+    def __init__(self, quantize_activations=True, levels=2, threshold=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self._init_quantizer(quantize_activations, levels, threshold, "quantize_activations")
+
+    def call(self, inputs):
+        if not self.quantize_activations:
+            return ops.clip(inputs, -1.0, 1.0)
+        return quantize(inputs, self.levels, self.threshold)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), **self._quantizer_config("quantize_activations")}

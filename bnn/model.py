@@ -1,0 +1,57 @@
+"""The paper's network, built from a :class:`~bnn.config.RunConfig`.
+
+Each hidden layer is ``weights -> [2x2 max pool] -> batch norm -> quantized activation``
+(pooling before batch norm, as in BinaryNet); the output layer is ``weights -> batch norm`` and
+its scores are not quantized. The input image is not quantized.
+"""
+
+import keras
+
+from bnn.layers import QuantActivation, QuantConv2D, QuantDense
+
+N_CLASSES = 10
+INPUT_SHAPES = {"MNIST": (28, 28, 1), "cifar-10": (32, 32, 3)}
+# BatchNormalization settings of the paper's network.
+BN_KWARGS = {"momentum": 0.9, "epsilon": 1e-4}
+
+
+def build_model(config):
+    """Build the (uncompiled) network that ``config`` describes.
+
+    Parameters
+    ----------
+    config : RunConfig
+        A resolved config (``config.resolve()``).
+
+    Returns
+    -------
+    keras.Model
+        Input NHWC images in [-1, 1]; output scores, shape (n, 10). Weight layers are named
+        ``conv1.., fc1.., out``; each hidden layer's batch norm is ``<name>_bn`` and its
+        activation quantizer ``<name>_act``.
+    """
+    quant = {"levels": config.levels, "threshold": config.threshold}
+    x = inputs = keras.Input(INPUT_SHAPES[config.data_set], name="image")
+    if config.dropout_in:
+        x = keras.layers.Dropout(config.dropout_in, name="dropout_in")(x)
+    names = config.layer_names()
+    for i, name in enumerate(names[:-1]):
+        if i < config.n_conv:
+            x = QuantConv2D(config.conv[i], config.filter_size,
+                            quantize_weights=config.quantize_weights[i], name=name, **quant)(x)
+            if config.max_pool[i]:
+                x = keras.layers.MaxPooling2D(2, padding="same", name=f"{name}_pool")(x)
+        else:
+            if i == config.n_conv:
+                x = keras.layers.Flatten(name="flatten")(x)
+            x = QuantDense(config.fc[i - config.n_conv],
+                           quantize_weights=config.quantize_weights[i], name=name, **quant)(x)
+        x = keras.layers.BatchNormalization(name=f"{name}_bn", **BN_KWARGS)(x)
+        x = QuantActivation(config.quantize_activations[i], name=f"{name}_act", **quant)(x)
+        if config.dropout_hidden:
+            x = keras.layers.Dropout(config.dropout_hidden, name=f"{name}_dropout")(x)
+    if config.n_conv and not config.fc:
+        x = keras.layers.Flatten(name="flatten")(x)
+    x = QuantDense(N_CLASSES, quantize_weights=config.quantize_weights[-1], name="out", **quant)(x)
+    scores = keras.layers.BatchNormalization(name="out_bn", **BN_KWARGS)(x)
+    return keras.Model(inputs, scores, name=f"bnn_{config.mode}")

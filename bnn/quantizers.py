@@ -1,0 +1,101 @@
+"""Binarization and ternarization with the straight-through estimator.
+
+The forward rule maps a real tensor to a few levels; the backward rule passes the incoming
+gradient straight through where ``|x| <= 1`` and cancels it elsewhere (Courbariaux, Hubara et
+al. 2016, "Binarized Neural Networks", arXiv:1602.02830; the gradient of hard tanh).
+"""
+
+from keras import ops
+
+LEVELS = (2, 3)
+
+
+def straight_through(forward):
+    """Give ``forward`` the straight-through gradient with cancellation.
+
+    Parameters
+    ----------
+    forward : callable
+        Element-wise map from a tensor to a tensor of the same shape and dtype.
+
+    Returns
+    -------
+    f : callable
+        ``f(x) = forward(x)`` in the forward pass; ``df/dx = 1[|x| <= 1]`` in the backward pass.
+    """
+
+    @ops.custom_gradient
+    def f(x):
+        def grad(*args, upstream=None):
+            # Keras passes the upstream gradient positionally on JAX, by keyword on TensorFlow.
+            if upstream is None:
+                (upstream,) = args
+            return upstream * ops.cast(ops.abs(x) <= 1.0, upstream.dtype)
+
+        return forward(x), grad
+
+    return f
+
+
+def _sign(x):
+    # sign(0) = +1, so every value is exactly -1 or +1.
+    return ops.cast(x >= 0, x.dtype) * 2.0 - 1.0
+
+
+def _ternary(threshold):
+    def forward(x):
+        return ops.cast(x > threshold, x.dtype) - ops.cast(x < -threshold, x.dtype)
+
+    return forward
+
+
+_binarize = straight_through(_sign)
+
+
+def binarize(x):
+    """Binarize to {-1, +1} with the straight-through estimator.
+
+    Parameters
+    ----------
+    x : tensor, any shape, float
+
+    Returns
+    -------
+    tensor, same shape and dtype
+        Forward ``sign(x)`` with ``sign(0) = +1``; backward ``1[|x| <= 1]``.
+    """
+    return _binarize(ops.convert_to_tensor(x))
+
+
+def ternarize(x, threshold):
+    """Ternarize to {-1, 0, +1} with the straight-through estimator.
+
+    Parameters
+    ----------
+    x : tensor, any shape, float
+    threshold : float
+        Values with ``|x| <= threshold`` map to 0.
+
+    Returns
+    -------
+    tensor, same shape and dtype
+        Forward ``sign(x) * 1[|x| > threshold]``; backward ``1[|x| <= 1]``.
+    """
+    return straight_through(_ternary(float(threshold)))(ops.convert_to_tensor(x))
+
+
+def quantize(x, levels=2, threshold=0.0):
+    """Quantize ``x`` to ``levels`` values: 2 calls :func:`binarize`, 3 :func:`ternarize`."""
+    if levels == 2:
+        return binarize(x)
+    if levels == 3:
+        return ternarize(x, threshold)
+    raise ValueError(f"levels must be 2 (binary) or 3 (ternary). Received: levels={levels}")
+
+
+def check_quantizer_args(levels, threshold):
+    """Raise ``ValueError`` with the bad value unless ``levels`` in (2, 3) and 0 <= threshold < 1."""
+    if levels not in LEVELS:
+        raise ValueError(f"levels must be 2 (binary) or 3 (ternary). Received: levels={levels}")
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(f"threshold must lie in [0, 1). Received: threshold={threshold}")

@@ -1,0 +1,228 @@
+"""Training: ``train_and_evaluate(config)`` runs, checkpoints, resumes and tests one network.
+
+The recipe of the paper (and of BinaryNet): Adam, gradients clipped to [-1, 1], the learning
+rate decayed exponentially once per epoch from ``lr_start`` to ``lr_end``, latent weights
+clipped to [-1, 1] after every step (the layers' constraint), and the weights of the best
+validation epoch kept for the test.
+"""
+
+import csv
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from bnn import runs
+from bnn.config import DEBUG_SIZES
+from bnn.errors import BnnError
+from bnn.losses import get_loss
+from bnn.model import build_model
+
+
+def learning_rate(config, epoch):
+    """Learning rate of 0-based ``epoch``: ``lr_start * (lr_end / lr_start) ** (epoch / (epochs - 1))``."""
+    if config.epochs == 1:
+        return config.lr_start
+    return config.lr_start * (config.lr_end / config.lr_start) ** (epoch / (config.epochs - 1))
+
+
+def load_dataset(config):
+    """The train / validation / test arrays of ``config.data_set`` (a small slice with ``debug``).
+
+    Returns
+    -------
+    Dataset
+        ``(x_train, y_train, x_val, y_val, x_test, y_test)``, images NHWC float32 in [-1, 1],
+        labels integer class indices.
+    """
+    from data.load_data import DataError, load_data
+
+    try:
+        d = load_data(config.data_set, config.data_dir, val_fraction=config.val_fraction,
+                      seed=config.seed)
+    except DataError as e:
+        raise BnnError(str(e)) from e
+    if config.debug:
+        n = DEBUG_SIZES
+        d = type(d)(d.x_train[:n["train"]], d.y_train[:n["train"]], d.x_val[:n["val"]],
+                    d.y_val[:n["val"]], d.x_test[:n["test"]], d.y_test[:n["test"]])
+    return d
+
+
+def compile_model(model, config):
+    """Compile with Adam, element-wise gradient clipping to [-1, 1] and the run's loss."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.lr_start, clipvalue=1.0),
+        loss=get_loss(config.loss_mode),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    return model
+
+
+def _weight_shapes(model):
+    return [(w.path, tuple(w.shape)) for w in model.weights]
+
+
+def load_initial_weights(model, param_file):
+    """Copy the weights of ``param_file`` (a ``.keras`` file or a run directory) into ``model``."""
+    path = Path(param_file)
+    if path.is_dir():
+        path = runs.resolve_model_path(path, "best")
+    elif not path.exists():
+        raise BnnError(f"--param_file {param_file} does not exist: give a .keras file or a run directory")
+    source = runs.load_model_file(path)
+    if _weight_shapes(source) != _weight_shapes(model):
+        mine, theirs = dict(_weight_shapes(model)), dict(_weight_shapes(source))
+        diff = [k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k)]
+        k = sorted(diff)[0]
+        raise BnnError(f"--param_file {param_file} has another architecture: {k} is "
+                       f"{theirs.get(k, 'missing')} there but {mine.get(k, 'missing')} here")
+    model.set_weights(source.get_weights())
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Keep the run directory current: best model, periodic checkpoints, final model.
+
+    The best model is written before the checkpoint of the same epoch, so a checkpoint never
+    refers to a best epoch that was not saved.
+    """
+
+    def __init__(self, run_dir, config, best_val):
+        super().__init__()
+        self.run_dir, self.config, self.best_val = Path(run_dir), config, best_val
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = epoch + 1
+        val = (logs or {}).get("val_accuracy")
+        if val is not None and val > self.best_val:
+            self.best_val = float(val)
+            runs.atomic_save(self.model, self.run_dir / runs.BEST)
+            runs.atomic_write_json({"epoch": done, "val_accuracy": self.best_val},
+                                   self.run_dir / runs.BEST_INFO)
+        if done % self.config.ckpt_n == 0 or done == self.config.epochs:
+            runs.atomic_save(self.model, runs.checkpoint_path(self.run_dir, done))
+            self._prune()
+        if done == self.config.epochs:
+            runs.atomic_save(self.model, self.run_dir / runs.FINAL)
+
+    def _prune(self):
+        keep = self.config.keep_ckpts
+        if keep:
+            for _, path in runs.checkpoints(self.run_dir)[:-keep]:
+                path.unlink()
+
+
+class EpochSummary(keras.callbacks.Callback):
+    """Print one line per epoch: losses, accuracies, learning rate and time."""
+
+    def __init__(self, epochs, print_fn=print):
+        super().__init__()
+        self.epochs, self.print_fn = epochs, print_fn
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        parts = [f"epoch {epoch + 1}/{self.epochs}"]
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            if key in logs:
+                parts.append(f"{key} {logs[key]:.4f}")
+        parts.append(f"lr {float(logs.get('learning_rate', np.nan)):.2e}")
+        parts.append(f"{time.perf_counter() - self.start:.1f}s")
+        self.print_fn("  ".join(parts))
+
+
+def _truncate_log(path, epochs_done):
+    """Drop log rows of epochs after the checkpoint we resume from (they will be run again)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) < epochs_done]
+    tmp = path.with_name(f".{path.name}.partial")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows(kept)
+    os.replace(tmp, path)
+
+
+def train_and_evaluate(config, verbose="auto", print_fn=print):
+    """Train the network of ``config`` in its run directory, resuming if it was interrupted.
+
+    Parameters
+    ----------
+    config : RunConfig
+        The run; ``config.resolve()`` is called.
+    verbose : 'auto', 0, 1 or 2
+        Keras progress output during ``fit`` ('auto': progress bars on a terminal, none otherwise;
+        the one-line epoch summary is always printed).
+    print_fn : callable
+        Where the one-line messages go.
+
+    Returns
+    -------
+    dict
+        The contents of ``results.json``: test accuracy of the best and final models and more.
+    """
+    config.resolve()
+    run_dir = runs.prepare_run_dir(config)
+    data = load_dataset(config)
+    if len(data.x_train) == 0:
+        raise BnnError(f"no training images in {config.data_set}: check the data set files")
+    saved = runs.checkpoints(run_dir)
+    initial_epoch = saved[-1][0] if saved else 0
+    keras.utils.set_random_seed(config.seed + initial_epoch)
+    if saved:
+        model = runs.load_model_file(saved[-1][1])
+        print_fn(f"resuming {run_dir} after epoch {initial_epoch}")
+    else:
+        model = compile_model(build_model(config), config)
+        if config.param_file:
+            load_initial_weights(model, config.param_file)
+            print_fn(f"starting from the weights of {config.param_file}")
+    best = runs.read_json(run_dir / runs.BEST_INFO, {"val_accuracy": -1.0})
+    _truncate_log(run_dir / runs.LOG, initial_epoch)
+
+    has_val = len(data.x_val) > 0
+    callbacks = [
+        keras.callbacks.LearningRateScheduler(lambda epoch: learning_rate(config, epoch)),
+        keras.callbacks.CSVLogger(str(run_dir / runs.LOG), append=True),
+        RunCheckpoint(run_dir, config, best["val_accuracy"]),
+        EpochSummary(config.epochs, print_fn),
+    ]
+    if keras.backend.backend() == "tensorflow":
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / runs.TB_DIR), write_graph=False))
+    if verbose == "auto":
+        verbose = 1 if os.isatty(1) else 0
+    start = time.perf_counter()
+    if initial_epoch < config.epochs:
+        print_fn(f"training {model.name} on {len(data.x_train)} {config.data_set} images "
+                 f"({len(data.x_val)} validation) for {config.epochs} epochs into {run_dir}")
+        model.fit(data.x_train, data.y_train, batch_size=config.batch_size, epochs=config.epochs,
+                  initial_epoch=initial_epoch, validation_data=(data.x_val, data.y_val) if has_val else None,
+                  shuffle=True, callbacks=callbacks, verbose=verbose)
+    train_seconds = time.perf_counter() - start
+    return _test(config, run_dir, data, train_seconds, print_fn)
+
+
+def _test(config, run_dir, data, train_seconds, print_fn):
+    results = {"epochs": config.epochs, "n_train": len(data.x_train), "n_val": len(data.x_val),
+               "n_test": len(data.x_test), "train_seconds_this_session": round(train_seconds, 1)}
+    best = runs.read_json(run_dir / runs.BEST_INFO)
+    for which in ("best", "final"):
+        if which == "best" and best is None:
+            continue
+        _, model = runs.load_run(run_dir, which)
+        loss, acc = model.evaluate(data.x_test, data.y_test, batch_size=max(config.batch_size, 100),
+                                   verbose=0)
+        results[f"{which}_test_accuracy"] = float(acc)
+        results[f"{which}_test_loss"] = float(loss)
+    if best is not None:
+        results["best_epoch"], results["best_val_accuracy"] = best["epoch"], best["val_accuracy"]
+    runs.atomic_write_json(results, run_dir / runs.RESULTS)
+    which = "best" if best else "final"
+    where = f" (best validation epoch {best['epoch']})" if best else ""
+    print_fn(f"test accuracy {results[f'{which}_test_accuracy']:.4f}{where}; results in {run_dir / runs.RESULTS}")
+    return results

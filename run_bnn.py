@@ -1,0 +1,37 @@
+"""Train a binary (or ternary) neural network on MNIST or CIFAR-10.
+
+    python data/download_data.py --data_set MNIST
+    python run_bnn.py --data_set MNIST --conv --fc 2048 2048 2048
+    python run_bnn.py --debug          # a one-minute check that everything runs
+
+Running the same command again after an interruption resumes from the last checkpoint.
+Every flag is a field of bnn.config.RunConfig; the run directory stores them as config.json.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's start-up chatter
+
+
+def main(argv=None):
+    from bnn.config import config_from_args
+    from bnn.errors import BnnError
+
+    try:
+        config = config_from_args(argv)
+        from bnn.train import train_and_evaluate
+
+        train_and_evaluate(config)
+    except BnnError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume from the last checkpoint",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
