@@ -43,7 +43,7 @@ class _QuantKernel(_Quantized):
         """The kernel the forward pass uses: quantized latent weights, or the floats as they are."""
         if not self.quantize_weights:
             return self.kernel
-        return quantize(ops.convert_to_tensor(self.kernel), self.levels, self.threshold)
+        return quantize(self.kernel, self.levels, self.threshold)
 
     def get_config(self):
         return {

@@ -5,6 +5,7 @@ gradient straight through where ``|x| <= 1`` and cancels it elsewhere (Courbaria
 al. 2016, "Binarized Neural Networks", arXiv:1602.02830; the gradient of hard tanh).
 """
 
+import keras
 from keras import ops
 
 LEVELS = (2, 3)
@@ -52,6 +53,12 @@ def _ternary(threshold):
 _binarize = straight_through(_sign)
 
 
+def _as_tensor(x):
+    # A variable read inside custom_gradient makes TensorFlow demand a `variables` gradient;
+    # ops.copy reads it outside (tf.identity: no data is copied).
+    return ops.copy(x) if isinstance(x, keras.Variable) else ops.convert_to_tensor(x)
+
+
 def binarize(x):
     """Binarize to {-1, +1} with the straight-through estimator.
 
@@ -64,7 +71,7 @@ def binarize(x):
     tensor, same shape and dtype
         Forward ``sign(x)`` with ``sign(0) = +1``; backward ``1[|x| <= 1]``.
     """
-    return _binarize(ops.convert_to_tensor(x))
+    return _binarize(_as_tensor(x))
 
 
 def ternarize(x, threshold):
@@ -81,7 +88,7 @@ def ternarize(x, threshold):
     tensor, same shape and dtype
         Forward ``sign(x) * 1[|x| > threshold]``; backward ``1[|x| <= 1]``.
     """
-    return straight_through(_ternary(float(threshold)))(ops.convert_to_tensor(x))
+    return straight_through(_ternary(float(threshold)))(_as_tensor(x))
 
 
 def quantize(x, levels=2, threshold=0.0):

@@ -82,6 +82,23 @@ def load_initial_weights(model, param_file):
     model.set_weights(source.get_weights())
 
 
+def check_quantized_weights_alive(model):
+    """Refuse a fresh network in which a layer's ternarized weights are all zero.
+
+    Such a layer outputs a constant, so batch norm passes no gradient back and it never learns.
+    It happens when ``--threshold`` exceeds every initial weight (Glorot: sqrt(6 / (fan_in + fan_out))).
+    """
+    import keras.ops as ops
+
+    for layer in model.layers:
+        if getattr(layer, "quantize_weights", False) and layer.levels == 3:
+            largest = float(ops.max(ops.abs(layer.kernel)))
+            if largest <= layer.threshold:
+                raise BnnError(f"--threshold {layer.threshold} is above every initial weight of layer "
+                               f"{layer.name} (largest {largest:.4f}), so all its weights ternarize to "
+                               f"0 and it cannot learn: use --threshold below {largest:.4f}")
+
+
 class RunCheckpoint(keras.callbacks.Callback):
     """Keep the run directory current: best model, periodic checkpoints, final model.
 
@@ -182,6 +199,7 @@ def train_and_evaluate(config, verbose="auto", print_fn=print):
         if config.param_file:
             load_initial_weights(model, config.param_file)
             print_fn(f"starting from the weights of {config.param_file}")
+        check_quantized_weights_alive(model)
     best = runs.read_json(run_dir / runs.BEST_INFO, {"val_accuracy": -1.0})
     _truncate_log(run_dir / runs.LOG, initial_epoch)
 

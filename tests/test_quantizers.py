@@ -1,0 +1,85 @@
+"""Forward values and straight-through gradients of the quantizers, against numpy references."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bnn.quantizers import binarize, quantize, ternarize
+
+X = np.array([-3.0, -1.0, -0.7, -0.05, 0.0, 0.05, 0.3, 1.0, 1.0001, 2.5], dtype="float32")
+
+
+def np_sign(x):
+    return np.where(x >= 0, 1.0, -1.0)
+
+
+def np_ternary(x, t):
+    return np.sign(x) * (np.abs(x) > t)
+
+
+def np_ste_grad(x):
+    return (np.abs(x) <= 1).astype("float32")
+
+
+def value_and_grad(fn, x, upstream):
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = fn(x)
+        s = tf.reduce_sum(y * upstream)
+    return y.numpy(), tape.gradient(s, x).numpy()
+
+
+def test_binarize_forward_is_exact_sign_with_sign0_plus1():
+    y = binarize(X).numpy()
+    np.testing.assert_array_equal(y, np_sign(X))
+    assert y[X == 0][0] == 1.0
+    assert set(np.unique(y)) == {-1.0, 1.0}
+
+
+def test_binarize_passes_binary_input_unchanged():
+    x = np.array([-1.0, 1.0, 1.0, -1.0], dtype="float32")
+    np.testing.assert_array_equal(binarize(x).numpy(), x)
+
+
+@pytest.mark.parametrize("fn", [binarize, lambda x: ternarize(x, 0.1)])
+def test_gradient_is_straight_through_with_cancellation(fn):
+    upstream = np.arange(1, len(X) + 1, dtype="float32")
+    _, grad = value_and_grad(fn, X, upstream)
+    np.testing.assert_array_equal(grad, upstream * np_ste_grad(X))
+    # +-1 themselves pass the gradient, just beyond them it is cancelled
+    assert grad[X == 1.0][0] == upstream[X == 1.0][0] and grad[X == np.float32(1.0001)][0] == 0
+
+
+@pytest.mark.parametrize("t", [0.0, 0.05, 0.3, 0.99])
+def test_ternarize_forward(t):
+    np.testing.assert_array_equal(ternarize(X, t).numpy(), np_ternary(X, t))
+
+
+def test_ternary_threshold_is_strict():
+    x = np.array([-0.3, -0.2999, 0.2999, 0.3, 0.3001], dtype="float32")
+    np.testing.assert_array_equal(ternarize(x, 0.3).numpy(), [0, 0, 0, 0, 1])
+
+
+def test_gradient_inside_tf_function():
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = binarize(x)
+        return tape.gradient(y, x)
+
+    np.testing.assert_array_equal(step(tf.constant(X)).numpy(), np_ste_grad(X))
+
+
+def test_quantize_dispatch_and_bad_levels():
+    np.testing.assert_array_equal(quantize(X, 2).numpy(), np_sign(X))
+    np.testing.assert_array_equal(quantize(X, 3, 0.3).numpy(), np_ternary(X, 0.3))
+    with pytest.raises(ValueError, match="levels=4"):
+        quantize(X, 4)
+
+
+def test_random_tensor_matches_reference():
+    x = np.random.default_rng(0).normal(size=(7, 5, 3)).astype("float32")
+    np.testing.assert_array_equal(binarize(x).numpy(), np_sign(x))
+    np.testing.assert_array_equal(ternarize(x, 0.5).numpy(), np_ternary(x, 0.5))
