@@ -1,0 +1,73 @@
+"""RunConfig: defaults of the original repository, per-layer lists, bad input, JSON round trip."""
+
+import pytest
+
+from bnn.config import RunConfig, config_from_args
+from bnn.errors import BnnError
+
+
+def test_defaults_match_the_original_repository():
+    c = config_from_args([])
+    assert (c.data_set, c.batch_size, c.epochs, c.lr_start, c.lr_end, c.loss_mode) == (
+        "cifar-10", 50, 500, 0.001, 3e-7, "hinge-loss")
+    assert c.conv == [128, 128, 256, 256, 512, 512] and c.fc == [1024, 1024]
+    assert c.max_pool == [0, 1, 0, 1, 0, 1] and c.filter_size == 3 and c.ckpt_n == 10
+    assert (c.levels, c.threshold, c.continuous) == (2, 0.0, False)
+    assert c.quantize_weights == [1] * 9 and c.quantize_activations == [1] * 8
+
+
+def test_bare_conv_flag_gives_an_mlp():
+    c = config_from_args(["--data_set", "mnist", "--conv", "--fc", "2048", "2048", "2048"])
+    assert c.data_set == "MNIST" and c.conv == [] and c.max_pool == [] and c.fc == [2048] * 3
+    assert c.layer_names() == ["fc1", "fc2", "fc3", "out"]
+
+
+def test_continuous_turns_off_both_quantizers():
+    c = config_from_args(["--continuous"])
+    assert c.mode == "continuous" and not any(c.quantize_weights + c.quantize_activations)
+
+
+def test_debug_shortens_the_run_unless_epochs_given():
+    assert config_from_args(["--debug"]).epochs == 2
+    assert config_from_args(["--debug", "--epochs", "3"]).epochs == 3
+
+
+def test_per_layer_switches():
+    c = config_from_args(["--conv", "8", "--fc", "4", "--quantize_weights", "0", "1", "1",
+                          "--quantize_activations", "1", "0"])
+    assert c.quantize_weights == [0, 1, 1] and c.quantize_activations == [1, 0]
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--data_set", "imagenet"], "unknown data set 'imagenet'"),
+    (["--levels", "4"], "--levels must be 2 .* got 4"),
+    (["--levels", "3", "--threshold", "1.0"], r"--threshold must lie in \[0, 1\), got 1.0"),
+    (["--threshold", "-0.1"], "got -0.1"),
+    (["--conv", "8", "8", "--max_pool", "1"], r"--max_pool needs one 0/1 per conv layer: got 1"),
+    (["--loss_mode", "l2"], "--loss_mode must be one of"),
+    (["--epochs", "0"], "--epochs must be a positive integer, got 0"),
+    (["--conv", "8", "--fc", "4", "--quantize_weights", "1"], "--quantize_weights needs 3 values"),
+    (["--continuous", "--conv", "8", "--fc", "4", "--quantize_weights", "1", "1", "1"], "--continuous"),
+    (["--lr_start", "1e-4", "--lr_end", "1e-3"], "lr_end"),
+])
+def test_bad_input_is_one_clear_line(argv, match):
+    with pytest.raises(BnnError, match=match) as info:
+        config_from_args(argv)
+    assert "\n" not in str(info.value)
+
+
+def test_json_round_trip_and_differences(tmp_path):
+    c = config_from_args(["--data_set", "MNIST", "--conv", "--fc", "16", "--levels", "3",
+                          "--threshold", "0.02", "--run_dir", "somewhere"])
+    c.save(tmp_path / "config.json")
+    loaded = RunConfig.load(tmp_path / "config.json")
+    assert loaded == c
+    other = config_from_args(["--data_set", "MNIST", "--conv", "--fc", "32", "--levels", "3",
+                              "--threshold", "0.02", "--run_dir", "elsewhere"])
+    assert c.differences(other) == {"fc": ([16], [32])}  # paths are not part of a run's identity
+
+
+def test_unknown_keys_are_refused(tmp_path):
+    (tmp_path / "config.json").write_text('{"data_set": "MNIST", "wingspan": 3}')
+    with pytest.raises(BnnError, match="unknown config keys"):
+        RunConfig.load(tmp_path / "config.json")
