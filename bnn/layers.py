@@ -43,7 +43,9 @@ class _QuantKernel(_Quantized):
         """The kernel the forward pass uses: quantized latent weights, or the floats as they are."""
         if not self.quantize_weights:
             return self.kernel
-        return quantize(self.kernel, self.levels, self.threshold)
+        # The Clip constraint keeps |kernel| <= 1, where the cancellation mask is all ones:
+        # skipping it gives the same gradient for two fewer passes over the kernel.
+        return quantize(self.kernel, self.levels, self.threshold, cancel=False)
 
     def get_config(self):
         return {

@@ -11,13 +11,16 @@ from keras import ops
 LEVELS = (2, 3)
 
 
-def straight_through(forward):
+def straight_through(forward, cancel=True):
     """Give ``forward`` the straight-through gradient with cancellation.
 
     Parameters
     ----------
     forward : callable
         Element-wise map from a tensor to a tensor of the same shape and dtype.
+    cancel : bool
+        Zero the gradient where ``|x| > 1``. Pass False only for inputs known to lie in
+        [-1, 1], where the mask is all ones: it then saves two passes over the tensor.
 
     Returns
     -------
@@ -31,6 +34,8 @@ def straight_through(forward):
             # Keras passes the upstream gradient positionally on JAX, by keyword on TensorFlow.
             if upstream is None:
                 (upstream,) = args
+            if not cancel:
+                return upstream
             return upstream * ops.cast(ops.abs(x) <= 1.0, upstream.dtype)
 
         return forward(x), grad
@@ -50,7 +55,7 @@ def _ternary(threshold):
     return forward
 
 
-_binarize = straight_through(_sign)
+_binarize = {cancel: straight_through(_sign, cancel) for cancel in (True, False)}
 
 
 def _as_tensor(x):
@@ -59,22 +64,24 @@ def _as_tensor(x):
     return ops.copy(x) if isinstance(x, keras.Variable) else ops.convert_to_tensor(x)
 
 
-def binarize(x):
+def binarize(x, cancel=True):
     """Binarize to {-1, +1} with the straight-through estimator.
 
     Parameters
     ----------
     x : tensor, any shape, float
+    cancel : bool
+        See :func:`straight_through`.
 
     Returns
     -------
     tensor, same shape and dtype
         Forward ``sign(x)`` with ``sign(0) = +1``; backward ``1[|x| <= 1]``.
     """
-    return _binarize(_as_tensor(x))
+    return _binarize[cancel](_as_tensor(x))
 
 
-def ternarize(x, threshold):
+def ternarize(x, threshold, cancel=True):
     """Ternarize to {-1, 0, +1} with the straight-through estimator.
 
     Parameters
@@ -82,21 +89,23 @@ def ternarize(x, threshold):
     x : tensor, any shape, float
     threshold : float
         Values with ``|x| <= threshold`` map to 0.
+    cancel : bool
+        See :func:`straight_through`.
 
     Returns
     -------
     tensor, same shape and dtype
         Forward ``sign(x) * 1[|x| > threshold]``; backward ``1[|x| <= 1]``.
     """
-    return straight_through(_ternary(float(threshold)))(_as_tensor(x))
+    return straight_through(_ternary(float(threshold)), cancel)(_as_tensor(x))
 
 
-def quantize(x, levels=2, threshold=0.0):
+def quantize(x, levels=2, threshold=0.0, cancel=True):
     """Quantize ``x`` to ``levels`` values: 2 calls :func:`binarize`, 3 :func:`ternarize`."""
     if levels == 2:
-        return binarize(x)
+        return binarize(x, cancel)
     if levels == 3:
-        return ternarize(x, threshold)
+        return ternarize(x, threshold, cancel)
     raise ValueError(f"levels must be 2 (binary) or 3 (ternary). Received: levels={levels}")
 
 

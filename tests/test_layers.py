@@ -91,3 +91,17 @@ def test_keras_file_round_trip(tmp_path):
     x = RNG.normal(size=(5, 6, 6, 2)).astype("float32")
     np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
     assert loaded.layers[1].get_config() == model.layers[1].get_config()
+
+
+def test_kernel_gradient_is_straight_through():
+    """dL/dW of the quantized layer equals dL/dW_q: the float layer's gradient at Q(W)."""
+    import tensorflow as tf
+
+    layer = QuantDense(3)
+    x = tf.constant(RNG.normal(size=(5, 4)).astype("float32"))
+    target = tf.constant(RNG.normal(size=(5, 3)).astype("float32"))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum((layer(x) - target) ** 2)
+    grad = tape.gradient(loss, layer.kernel.value).numpy()
+    wq = np.where(layer.kernel.numpy() >= 0, 1.0, -1.0)
+    np.testing.assert_allclose(grad, 2 * x.numpy().T @ (x.numpy() @ wq - target.numpy()), rtol=1e-4, atol=1e-4)

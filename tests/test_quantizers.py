@@ -83,3 +83,11 @@ def test_random_tensor_matches_reference():
     x = np.random.default_rng(0).normal(size=(7, 5, 3)).astype("float32")
     np.testing.assert_array_equal(binarize(x).numpy(), np_sign(x))
     np.testing.assert_array_equal(ternarize(x, 0.5).numpy(), np_ternary(x, 0.5))
+
+
+def test_without_cancellation_gradient_is_identity():
+    upstream = np.arange(1, len(X) + 1, dtype="float32")
+    for fn in (lambda x: binarize(x, cancel=False), lambda x: ternarize(x, 0.1, cancel=False)):
+        y, grad = value_and_grad(fn, X, upstream)
+        np.testing.assert_array_equal(grad, upstream)
+    np.testing.assert_array_equal(y, np_ternary(X, 0.1))

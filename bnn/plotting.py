@@ -1,0 +1,372 @@
+"""Figures for the bnn notebooks.
+
+Every plot function takes the data to draw (arrays, already computed by `bnn.geometry`,
+`bnn.theory` or a trained network), an optional ``save_path`` and returns ``(fig, ax)`` (``ax`` an
+array of axes for multi-panel figures). Angles come in radians, as the library computes them, and
+are drawn in degrees. Only the object API is used, so the functions do not disturb pyplot's state
+beyond creating the figure.
+
+Sections: shared helpers; the high-dimensional geometry figures of ``hd_figures.ipynb``.
+"""
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+__all__ = [
+    "save_figure",
+    "plot_angle_histograms",
+    "plot_binarization_angles",
+    "plot_angle_spread",
+    "plot_correlated_binarization",
+    "plot_ternary_threshold",
+    "plot_straight_through",
+    "plot_sign_vector_angles",
+]
+
+# Colours kept fixed across figures so that a quantity looks the same everywhere.
+_COLORS = {"pair": "tab:gray", "binary": "tab:blue", "rotated": "tab:green", "ternary": "tab:orange"}
+_THEORY_STYLE = {"color": "black", "lw": 1.2}
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def save_figure(fig, save_path, formats=("pdf", "png"), dpi=150):
+    """Save a figure; a path without a file-type suffix is written once per format.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    save_path : str, os.PathLike or None
+        ``"figures/hd/binary"`` writes ``binary.pdf`` and ``binary.png``; ``"plot.svg"`` writes just
+        that file; None writes nothing. Missing parent directories are created.
+    formats : sequence of str, default ("pdf", "png")
+        Used when ``save_path`` has no suffix that matplotlib can write.
+    dpi : int, default 150
+        Resolution of raster formats.
+
+    Returns
+    -------
+    paths : list of pathlib.Path
+        The files written (empty for None).
+    """
+    if save_path is None:
+        return []
+    path = Path(save_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Check the suffix against the writable types: "run.v2" is a stem with a dot, not a format.
+    if path.suffix[1:].lower() in fig.canvas.get_supported_filetypes():
+        paths = [path]
+    else:
+        paths = [path.with_name(f"{path.name}.{fmt}") for fmt in formats]
+    for p in paths:
+        fig.savefig(p, dpi=dpi, bbox_inches="tight")
+    return paths
+
+
+def _new_axes(ax=None, **subplots_kwargs):
+    """Return ``(fig, ax)``: the given axes and its figure, or a new figure."""
+    if ax is not None:
+        return ax.figure, ax
+    return plt.subplots(**subplots_kwargs)
+
+
+def _deg(x):
+    return np.degrees(np.asarray(x, dtype=float))
+
+
+# --------------------------------------------------------------------------------------------------
+# High-dimensional geometry (hd_figures.ipynb)
+# --------------------------------------------------------------------------------------------------
+
+
+def plot_angle_histograms(
+    samples, theta=None, densities=None, markers=None, bins=50, colors=None, ax=None, title=None, save_path=None
+):
+    """Histograms of sampled angles with theoretical densities and reference angles overlaid.
+
+    Parameters
+    ----------
+    samples : dict of str -> array_like of shape (n,), radians
+        One density-normalised histogram per entry, each on its own ``bins`` bins (angle sets of very
+        different spread share one axis).
+    theta : array_like, shape (m,), radians, optional
+        Grid on which ``densities`` are given.
+    densities : dict of str -> array_like of shape (m,), per radian, optional
+        Theoretical densities, drawn as lines (converted to per degree).
+    markers : dict of str -> float, radians, optional
+        Vertical reference lines, e.g. the limit arccos(sqrt(2/pi)).
+    bins : int or array_like of radians, default 50
+    colors : dict of str -> colour, optional
+        Colours by label, for samples and densities alike; the default cycle otherwise.
+    ax : matplotlib.axes.Axes, optional
+        Draw into this axes instead of a new figure.
+    title : str, optional
+    save_path : str or os.PathLike, optional
+        See `save_figure`.
+
+    Returns
+    -------
+    fig, ax
+    """
+    fig, ax = _new_axes(ax, figsize=(5, 3.5))
+    colors = colors or {}
+    edges = bins if np.ndim(bins) == 0 else _deg(bins)
+    for label, angles in samples.items():
+        ax.hist(_deg(angles), bins=edges, density=True, alpha=0.45, label=label, color=colors.get(label))
+    for label, density in (densities or {}).items():
+        # A density per radian is pi/180 times as large per degree.
+        ax.plot(_deg(theta), np.asarray(density) * np.pi / 180, label=label, color=colors.get(label, "black"), lw=1.2)
+    for label, value in (markers or {}).items():
+        ax.axvline(_deg(value), color="black", ls="--", lw=1, label=f"{label} ({_deg(value):.2f}°)")
+    ax.set_xlabel("angle (degrees)")
+    ax.set_ylabel("density (1/degree)")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize="small")
+    save_figure(fig, save_path)
+    return fig, ax
+
+
+def plot_binarization_angles(
+    dims, pair_angles, sign_angles, limit_angle, theta=None, pair_densities=None, sign_densities=None, save_path=None
+):
+    """One panel per dimension: angle between two Gaussian vectors, and between u and sign(u).
+
+    Parameters
+    ----------
+    dims : sequence of int, length k
+    pair_angles, sign_angles : sequence of k arrays, radians
+        Angles between independent N(0, I_d) vectors, and between u ~ N(0, I_d) and binarize(u).
+    limit_angle : float, radians
+        arccos(sqrt(2/pi)), marked in every panel.
+    theta : array_like, radians, optional
+        Grid for the densities.
+    pair_densities, sign_densities : sequence of k arrays on ``theta``, per radian, optional
+        Exact density of the Gaussian pair angle; large-d approximation for the binarization angle.
+    save_path : str or os.PathLike, optional
+
+    Returns
+    -------
+    fig, axes : Figure and ndarray of k Axes
+    """
+    fig, axes = plt.subplots(1, len(dims), figsize=(4.2 * len(dims), 3.5), squeeze=False)
+    axes = axes[0]
+    for i, (d, ax) in enumerate(zip(dims, axes)):
+        densities = {}
+        if pair_densities is not None:
+            densities["two Gaussians: exact"] = pair_densities[i]
+        if sign_densities is not None:
+            densities["u, sign(u): large-d normal"] = sign_densities[i]
+        plot_angle_histograms(
+            {"two Gaussians": pair_angles[i], "u, sign(u)": sign_angles[i]},
+            theta=theta,
+            densities=densities,
+            markers={"arccos√(2/π)": limit_angle},
+            colors={
+                "two Gaussians": _COLORS["pair"],
+                "u, sign(u)": _COLORS["binary"],
+                "two Gaussians: exact": "black",
+                "u, sign(u): large-d normal": "tab:red",
+            },
+            ax=ax,
+            title=f"d = {d}",
+        )
+        ax.set_xlim(0, 180)
+        if i:
+            ax.get_legend().remove()
+    fig.tight_layout()
+    save_figure(fig, save_path)
+    return fig, axes
+
+
+def plot_angle_spread(dims, simulated_std, theory_std, save_path=None):
+    """Standard deviation of the angle between u and sign(u) against d, log-log.
+
+    Parameters
+    ----------
+    dims : array_like, shape (k,)
+    simulated_std : array_like, shape (k,), radians
+    theory_std : array_like, shape (k,), radians
+        E.g. `bnn.theory.binary_angle_std` (c / sqrt(d)).
+    save_path : str or os.PathLike, optional
+
+    Returns
+    -------
+    fig, ax
+    """
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.loglog(dims, _deg(simulated_std), "o", color=_COLORS["binary"], label="simulation")
+    ax.loglog(dims, _deg(theory_std), **_THEORY_STYLE, label="theory: c/√d, c = √((π−3)/(π−2))")
+    ax.set_xlabel("dimension d")
+    ax.set_ylabel("std of angle(u, sign u) (degrees)")
+    ax.legend(fontsize="small")
+    save_figure(fig, save_path)
+    return fig, ax
+
+
+def plot_correlated_binarization(dims, sign_angles, rotated_angles, limit_angle, save_path=None):
+    """One panel per dimension: angle of anisotropic u to sign(u) and to R^T sign(R u).
+
+    Parameters
+    ----------
+    dims : sequence of int, length k
+    sign_angles, rotated_angles : sequence of k arrays, radians
+        angle(u, binarize(u)) and angle(u, rotated_binarize(u, R)).
+    limit_angle : float, radians
+        arccos(sqrt(2/pi)), marked in every panel.
+    save_path : str or os.PathLike, optional
+
+    Returns
+    -------
+    fig, axes : Figure and ndarray of k Axes
+    """
+    fig, axes = plt.subplots(1, len(dims), figsize=(4.2 * len(dims), 3.5), squeeze=False)
+    axes = axes[0]
+    for i, (d, ax) in enumerate(zip(dims, axes)):
+        plot_angle_histograms(
+            {"sign(u)": sign_angles[i], "Rᵀ sign(R u)": rotated_angles[i]},
+            markers={"arccos√(2/π)": limit_angle},
+            colors={"sign(u)": _COLORS["binary"], "Rᵀ sign(R u)": _COLORS["rotated"]},
+            ax=ax,
+            title=f"d = {d}",
+        )
+        ax.set_xlim(0, 90)
+        if i:
+            ax.get_legend().remove()
+    fig.tight_layout()
+    save_figure(fig, save_path)
+    return fig, axes
+
+
+def plot_ternary_threshold(
+    thresholds,
+    theory_angle,
+    theory_zero_fraction,
+    sim_thresholds,
+    sim_angle,
+    sim_zero_fraction,
+    optimal_threshold=None,
+    paper_threshold=None,
+    save_path=None,
+):
+    """Ternarization against its threshold: angle to the original vector, and fraction of zeros.
+
+    Parameters
+    ----------
+    thresholds : array_like, shape (m,)
+        Grid of thresholds in standard deviations for the theory curves.
+    theory_angle, theory_zero_fraction : array_like, shape (m,)
+        Angle (radians) and fraction of zeros on ``thresholds``.
+    sim_thresholds : array_like, shape (k,)
+    sim_angle, sim_zero_fraction : array_like, shape (k,)
+        Monte Carlo mean angle (radians) and fraction of zeros.
+    optimal_threshold, paper_threshold : float, optional
+        Marked with vertical lines.
+    save_path : str or os.PathLike, optional
+
+    Returns
+    -------
+    fig, axes : Figure and ndarray of 2 Axes
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    panels = [
+        (_deg(theory_angle), _deg(sim_angle), "angle(u, ternarize(u)) (degrees)"),
+        (theory_zero_fraction, sim_zero_fraction, "fraction of zeros"),
+    ]
+    for ax, (theory, sim, ylabel) in zip(axes, panels):
+        ax.plot(thresholds, theory, **_THEORY_STYLE, label="theory (d → ∞)")
+        ax.plot(sim_thresholds, sim, "o", ms=4, color=_COLORS["ternary"], label="simulation")
+        if optimal_threshold is not None:
+            ax.axvline(optimal_threshold, color="tab:red", ls="--", lw=1, label=f"optimum t = {optimal_threshold:.3f}")
+        if paper_threshold is not None:
+            ax.axvline(paper_threshold, color="tab:purple", ls=":", lw=1.5, label=f"paper t = {paper_threshold:.3f}")
+        ax.set_xlabel("threshold t (standard deviations)")
+        ax.set_ylabel(ylabel)
+    axes[0].legend(fontsize="small")
+    fig.tight_layout()
+    save_figure(fig, save_path)
+    return fig, axes
+
+
+def plot_straight_through(x, forward, surrogate, gradient, save_path=None):
+    """The straight-through estimator: forward function and backward function side by side.
+
+    Parameters
+    ----------
+    x : array_like, shape (m,)
+        Pre-quantization values.
+    forward : array_like, shape (m,)
+        Forward pass, e.g. ``binarize(x)``.
+    surrogate : array_like, shape (m,)
+        The function differentiated in the backward pass, e.g. ``hard_tanh(x)``.
+    gradient : array_like, shape (m,)
+        Its derivative, the gradient passed back, e.g. ``straight_through_gradient(x)``.
+    save_path : str or os.PathLike, optional
+
+    Returns
+    -------
+    fig, axes : Figure and ndarray of 2 Axes
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), sharex=True)
+    axes[0].plot(x, forward, color=_COLORS["binary"], lw=2, label="forward: sign(x)")
+    axes[0].plot(x, surrogate, color="black", ls="--", lw=1, label="backward uses: clip(x, −1, 1)")
+    axes[0].set_title("forward")
+    axes[1].plot(x, gradient, color=_COLORS["ternary"], lw=2, label="gradient: 1[|x| ≤ 1]")
+    axes[1].set_title("backward")
+    for ax in axes:
+        ax.axhline(0, color="gray", lw=0.5)
+        ax.axvline(0, color="gray", lw=0.5)
+        ax.set_xlabel("x")
+        ax.legend(fontsize="small", loc="upper left")
+    fig.tight_layout()
+    save_figure(fig, save_path)
+    return fig, axes
+
+
+def plot_sign_vector_angles(ns, angles, supports, pmfs, save_path=None):
+    """One panel per length n: angle between two random +-1 vectors against its exact distribution.
+
+    Parameters
+    ----------
+    ns : sequence of int, length k
+    angles : sequence of k arrays, radians
+        Sampled angles.
+    supports, pmfs : sequences of k arrays of shape (n + 1,)
+        Possible angles (radians, increasing) and their probabilities, from
+        `bnn.theory.sign_vector_angle_distribution`.
+    save_path : str or os.PathLike, optional
+
+    Returns
+    -------
+    fig, axes : Figure and ndarray of k Axes
+
+    Notes
+    -----
+    The angle is discrete, so each histogram bin holds exactly one possible value (edges halfway
+    between neighbours) and the exact probability is drawn as pmf / bin width, a density that is
+    directly comparable with the histogram.
+    """
+    fig, axes = plt.subplots(1, len(ns), figsize=(4.2 * len(ns), 3.5), squeeze=False)
+    axes = axes[0]
+    for n, sample, support, pmf, ax in zip(ns, angles, supports, pmfs, axes):
+        support = _deg(support)
+        mid = (support[1:] + support[:-1]) / 2
+        edges = np.concatenate([[support[0] - (mid[0] - support[0])], mid, [support[-1] + (support[-1] - mid[-1])]])
+        ax.hist(_deg(sample), bins=edges, density=True, alpha=0.5, color=_COLORS["binary"], label="simulation")
+        ax.plot(support, np.asarray(pmf) / np.diff(edges), ".-", ms=3, **_THEORY_STYLE, label="exact: 2·Bin(n, ½) − n")
+        # Show the central +-5 exact standard deviations, where all the probability is.
+        std = np.sqrt(np.sum(pmf * (support - 90) ** 2))
+        ax.set_xlim(max(0, 90 - 5 * std), min(180, 90 + 5 * std))
+        ax.set_title(f"n = {n}")
+        ax.set_xlabel("angle (degrees)")
+        ax.set_ylabel("density (1/degree)")
+    axes[0].set_ylim(top=axes[0].get_ylim()[1] * 1.25)  # room for the legend above the peak
+    axes[0].legend(fontsize="small")
+    fig.tight_layout()
+    save_figure(fig, save_path)
+    return fig, axes
