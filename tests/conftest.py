@@ -1,0 +1,25 @@
+"""Shared pytest fixtures."""
+
+import pytest
+
+from fake_data import write_cifar10, write_mnist
+
+
+@pytest.fixture
+def tiny_data_dir(tmp_path):
+    """A data directory holding a tiny MNIST and a tiny CIFAR-10, as download_data.py leaves them.
+
+    Layout::
+
+        mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz   200 train / 50 test images
+        cifar10/cifar-10-python.tar.gz
+        cifar10/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}
+                                                                 5 x 20 train / 20 test images
+
+    Pass it as ``data_dir`` to ``data.load_data.load_data`` (or ``--data_dir``). Images are
+    learnable (one bright square per class); the written uint8 arrays are in
+    ``tests/fake_data.py`` via ``write_mnist`` / ``write_cifar10`` if a test needs them.
+    """
+    write_mnist(tmp_path, n_train=200, n_test=50, seed=0)
+    write_cifar10(tmp_path, n_per_batch=20, n_test=20, seed=0)
+    return tmp_path
