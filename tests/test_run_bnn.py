@@ -1,0 +1,167 @@
+"""End to end: run_bnn.py trains, writes its run directory, refuses bad input, and resumes."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import run_bnn
+from bnn import runs
+from bnn.config import RunConfig
+from bnn.inspect import inspect_network
+from bnn.train import learning_rate
+
+REPO = Path(__file__).resolve().parents[1]
+MLP = ["--data_set", "MNIST", "--conv", "--fc", "32", "--batch_size", "20"]
+
+
+def run(argv, data_dir, run_dir):
+    return run_bnn.main([*argv, "--data_dir", str(data_dir), "--run_dir", str(run_dir)])
+
+
+def log_rows(run_dir):
+    with open(run_dir / runs.LOG, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def snapshot(folder):
+    return {p: p.stat().st_mtime_ns for p in Path(folder).rglob("*") if p.is_file()}
+
+
+def test_mlp_run_directory_and_learning(tiny_data_dir, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert run([*MLP, "--epochs", "4", "--ckpt_n", "2", "--lr_start", "0.01", "--lr_end", "0.001"],
+               tiny_data_dir, run_dir) == 0
+    out = capsys.readouterr().out
+    assert out.count("epoch ") >= 4 and "test accuracy" in out
+    config = RunConfig.load(run_dir / runs.CONFIG)
+    assert config.fc == [32] and config.epochs == 4 and config.data_set == "MNIST"
+    assert [e for e, _ in runs.checkpoints(run_dir)] == [2, 4]
+    for name in (runs.BEST, runs.BEST_INFO, runs.FINAL, runs.RESULTS):
+        assert (run_dir / name).exists(), name
+    assert any((run_dir / runs.TB_DIR).rglob("*tfevents*"))
+    rows = log_rows(run_dir)
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    np.testing.assert_allclose([float(r["learning_rate"]) for r in rows],
+                               [learning_rate(config, e) for e in range(4)], rtol=1e-5)
+    assert learning_rate(config, 0) == 0.01 and np.isclose(learning_rate(config, 3), 0.001)
+    results = json.loads((run_dir / runs.RESULTS).read_text())
+    best = json.loads((run_dir / runs.BEST_INFO).read_text())
+    assert results["best_epoch"] == best["epoch"]
+    assert results["n_test"] == 50 and results["n_train"] + results["n_val"] == 200
+    # the fake classes are bright squares: a binary MLP learns them well above chance (0.1)
+    assert results["best_test_accuracy"] > 0.5
+
+    # a run loads from its path alone, and the inspection API sees binary tensors
+    loaded_config, model = runs.load_run(run_dir)
+    assert loaded_config == config
+    from data.load_data import load_data
+    x = load_data("MNIST", tiny_data_dir).x_test[:5]
+    layers = inspect_network(model, x)
+    assert [l.name for l in layers] == ["fc1", "out"]
+    assert set(np.unique(layers[0].activation)) == {-1.0, 1.0}
+    assert layers[1].inputs.shape == (5, 32) and layers[0].dim == 784
+
+
+def test_conv_ternary_and_continuous_runs(tiny_data_dir, tmp_path):
+    conv = ["--data_set", "cifar-10", "--conv", "4", "8", "--fc", "16", "--epochs", "1",
+            "--batch_size", "20"]
+    assert run([*conv, "--levels", "3", "--threshold", "0.02"], tiny_data_dir, tmp_path / "t") == 0
+    _, model = runs.load_run(tmp_path / "t")
+    assert set(np.unique(model.get_layer("conv2").quantized_kernel().numpy())) == {-1.0, 0.0, 1.0}
+    assert model.get_layer("conv2_pool") is not None
+    assert run([*conv, "--continuous"], tiny_data_dir, tmp_path / "c") == 0
+    _, model = runs.load_run(tmp_path / "c")
+    kernel = model.get_layer("conv1").kernel.numpy()
+    np.testing.assert_array_equal(model.get_layer("conv1").quantized_kernel().numpy(), kernel)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--data_set", "imagenet"], "unknown data set 'imagenet'"),
+    (["--levels", "4"], "--levels must be 2"),
+    (["--levels", "3", "--threshold", "1.5"], "--threshold must lie in [0, 1)"),
+    (["--conv", "8", "8", "--max_pool", "1"], "--max_pool needs one 0/1 per conv layer"),
+    ([*MLP, "--param_file", "nowhere.keras"], "--param_file nowhere.keras does not exist"),
+    ([*MLP, "--levels", "3", "--threshold", "0.5"], "all its weights ternarize to 0"),
+])
+def test_bad_input_exits_2_with_one_line(tiny_data_dir, tmp_path, capsys, argv, message):
+    assert run(argv, tiny_data_dir, tmp_path / "run") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_missing_and_corrupt_data_say_what_to_run(tmp_path, capsys):
+    assert run(MLP, tmp_path / "empty", tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert "python data/download_data.py --data_set MNIST" in err
+    from fake_data import write_mnist
+    write_mnist(tmp_path / "bad", n_train=20, n_test=10)
+    images = tmp_path / "bad" / "mnist" / "train-images-idx3-ubyte.gz"
+    images.write_bytes(images.read_bytes()[:-100])  # truncated download
+    assert run(MLP, tmp_path / "bad", tmp_path / "run2") == 2
+    assert "train-images-idx3-ubyte.gz" in capsys.readouterr().err
+
+
+def test_existing_run_with_other_architecture_is_left_alone(tiny_data_dir, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert run([*MLP, "--epochs", "1"], tiny_data_dir, run_dir) == 0
+    before = snapshot(run_dir)
+    capsys.readouterr()
+    assert run(["--data_set", "MNIST", "--conv", "--fc", "64", "--epochs", "1"], tiny_data_dir, run_dir) == 2
+    err = capsys.readouterr().err
+    assert "another configuration" in err and "fc: [32] there, [64] now" in err
+    assert snapshot(run_dir) == before
+    # a foreign folder is not taken over either
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    assert run(MLP, tiny_data_dir, tmp_path / "mine") == 2
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_param_file_starts_from_saved_weights(tiny_data_dir, tmp_path, capsys):
+    assert run([*MLP, "--epochs", "1"], tiny_data_dir, tmp_path / "a") == 0
+    assert run([*MLP, "--epochs", "1", "--param_file", str(tmp_path / "a")], tiny_data_dir, tmp_path / "b") == 0
+    assert "starting from the weights of" in capsys.readouterr().out
+    assert run(["--data_set", "MNIST", "--conv", "--fc", "16", "--epochs", "1", "--param_file",
+                str(tmp_path / "a" / runs.FINAL)], tiny_data_dir, tmp_path / "c") == 2
+    assert "has another architecture" in capsys.readouterr().err
+
+
+def test_resume_after_kill(tiny_data_dir, tmp_path):
+    """kill -9 mid-run, then the same command continues from the last complete checkpoint."""
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, str(REPO / "run_bnn.py"), *MLP, "--epochs", "30", "--ckpt_n", "1",
+           "--keep_ckpts", "0", "--data_dir", str(tiny_data_dir), "--run_dir", str(run_dir)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while not runs.checkpoints(run_dir) or runs.checkpoints(run_dir)[-1][0] < 3:
+        assert proc.poll() is None, proc.stdout.read().decode()
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    done = runs.checkpoints(run_dir)[-1][0]
+    assert done < 30, "the run finished before it could be killed"
+    # debris of a checkpoint write cut short must be ignored
+    (run_dir / runs.CKPT_DIR / f".epoch-{done + 1:04d}.partial.keras").write_bytes(b"half a zip")
+
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    resumed_at = int(out.stdout.split("after epoch ")[1].split()[0])
+    assert resumed_at >= done
+    rows = log_rows(run_dir)
+    assert [int(r["epoch"]) for r in rows] == list(range(30)), "each epoch logged exactly once"
+    config = RunConfig.load(run_dir / runs.CONFIG)
+    np.testing.assert_allclose([float(r["learning_rate"]) for r in rows],
+                               [learning_rate(config, e) for e in range(30)], rtol=1e-5)
+    assert [e for e, _ in runs.checkpoints(run_dir)] == list(range(1, 31))
+    assert (run_dir / runs.FINAL).exists() and (run_dir / runs.RESULTS).exists()
