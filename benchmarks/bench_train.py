@@ -38,8 +38,7 @@ def make_model(net, continuous, batch_size, jit):
 
     config = RunConfig(**NETS[net], continuous=continuous, batch_size=batch_size).resolve()
     model = compile_model(build_model(config), config)
-    if jit:
-        model.jit_compile = True
+    model.jit_compile = jit
     return model, config
 
 
@@ -99,7 +98,8 @@ def main():
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--steps", type=int, default=None, help="steps per round (default: conv 4, mlp 40)")
     p.add_argument("--batch_size", type=int, default=50)
-    p.add_argument("--jit", action="store_true", help="compile the train step with XLA")
+    p.add_argument("--no_jit", dest="jit", action="store_false",
+                   help="compile the train step without XLA (training uses XLA)")
     p.add_argument("--memory", action="store_true", help="measure peak RSS instead of speed")
     args = p.parse_args()
     if args.memory:

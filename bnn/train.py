@@ -52,11 +52,17 @@ def load_dataset(config):
 
 
 def compile_model(model, config):
-    """Compile with Adam, element-wise gradient clipping to [-1, 1] and the run's loss."""
+    """Compile with Adam, element-wise gradient clipping to [-1, 1] and the run's loss.
+
+    The train step is compiled with XLA, which fuses the quantizers' element-wise passes:
+    on a 2-core CPU it trained the binary 3x2048 MLP 2.4 times faster, the conv net alike
+    (benchmarks/bench_train.py).
+    """
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.lr_start, clipvalue=1.0),
         loss=get_loss(config.loss_mode),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=True,
     )
     return model
 
