@@ -19,7 +19,7 @@ def main(argv=None):
     from bnn.errors import BnnError
 
     try:
-        config = config_from_args(argv)
+        config = config_from_args(argv, description=__doc__.split("\n\n")[0])
         from bnn.train import train_and_evaluate
 
         train_and_evaluate(config)

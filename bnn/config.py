@@ -195,7 +195,8 @@ def build_parser(description=None):
         if f.type is bool or f.type == "bool":
             parser.add_argument(f"--{f.name}", action="store_true", help=help_)
             continue
-        kwargs = {"default": default, "help": f"{help_} (default: {default})"}
+        shown = help_ if "default" in help_ else f"{help_} (default: {default})"
+        kwargs = {"default": default, "help": shown}
         if "nargs" not in meta:
             kwargs["type"] = {"int": int, "float": float, "str": str}.get(
                 f.type if isinstance(f.type, str) else f.type.__name__, str)
@@ -204,7 +205,7 @@ def build_parser(description=None):
     return parser
 
 
-def config_from_args(argv=None):
+def config_from_args(argv=None, description=None):
     """Parse command-line flags into a resolved :class:`RunConfig`."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(description).parse_args(argv)
     return RunConfig(**vars(args)).resolve()
