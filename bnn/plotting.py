@@ -370,3 +370,311 @@ def plot_sign_vector_angles(ns, angles, supports, pmfs, save_path=None):
     fig.tight_layout()
     save_figure(fig, save_path)
     return fig, axes
+
+
+# --------------------------------------------------------------------------------------------------
+# Trained-network figures (gen_plots.ipynb, bnn/report.py)
+# --------------------------------------------------------------------------------------------------
+
+__all__ += [
+    "plot_dot_product_panel",
+    "plot_dot_products",
+    "plot_layer_angle_densities",
+    "plot_layer_angle_spread",
+    "plot_weight_distributions",
+    "plot_binarization_patterns",
+]
+
+
+def _layer_colors(n):
+    """One colour per layer, dark (first layer) to light (last), so depth reads at a glance."""
+    return plt.cm.viridis(np.linspace(0.0, 0.9, max(n, 1)))
+
+
+def _robust_range(values, pad=0.05):
+    """The 0.05-99.95 percentile range of ``values``, padded, so a few outliers do not squash a plot."""
+    lo, hi = np.percentile(values, [0.05, 99.95])
+    if hi <= lo:
+        lo, hi = lo - 1.0, hi + 1.0
+    span = hi - lo
+    return lo - pad * span, hi + pad * span
+
+
+def plot_dot_product_panel(x, y, fit=None, x_label="", y_label="", title=None, shade_disagreement=True,
+                           bins=100, ax=None, save_path=None):
+    """2-D histogram of paired dot products, with the least-squares line and Pearson r.
+
+    Parameters
+    ----------
+    x, y : array_like, shape (m,)
+        Paired dot products, e.g. A·W^b and A·W^c at the same (image, position, filter).
+    fit : dict, optional
+        ``r``, ``slope``, ``intercept`` of y on x (e.g. `bnn.network_geometry.regression`); the line is
+        drawn and r is written in the corner. Values of None (no correlation defined) are skipped.
+    x_label, y_label, title : str
+    shade_disagreement : bool, default True
+        Shade the quadrants where x and y have opposite signs: there, quantizing the next layer's
+        activations gives a different value than the continuous computation would.
+    bins : int
+    ax : matplotlib.axes.Axes, optional
+    save_path : str or os.PathLike, optional
+
+    Returns
+    -------
+    fig, ax
+    """
+    fig, ax = _new_axes(ax, figsize=(4.5, 4))
+    x = np.ravel(x)
+    y = np.ravel(y)
+    xlim, ylim = _robust_range(x), _robust_range(y)
+    ax.hist2d(x, y, bins=bins, range=[xlim, ylim], norm="log", cmin=1, cmap="viridis")
+    if shade_disagreement:
+        shade = {"color": "tab:red", "alpha": 0.12, "lw": 0, "zorder": 3}
+        if xlim[1] > 0 and ylim[0] < 0:
+            ax.fill_between([0, xlim[1]], ylim[0], 0, **shade)
+        if xlim[0] < 0 and ylim[1] > 0:
+            ax.fill_between([xlim[0], 0], 0, ylim[1], **shade, label="signs disagree")
+    ax.axhline(0, color="gray", lw=0.5, zorder=2)
+    ax.axvline(0, color="gray", lw=0.5, zorder=2)
+    if fit and fit.get("r") is not None:
+        line = np.array(xlim)
+        ax.plot(line, fit["slope"] * line + fit["intercept"], color="black", ls="--", lw=1, zorder=4)
+        ax.text(0.04, 0.96, f"r = {fit['r']:.3f}\nslope = {fit['slope']:.3g}", transform=ax.transAxes,
+                va="top", fontsize="small", zorder=5, bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
+    ax.set_xlim(xlim)
+    ax.set_ylim(ylim)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    if title:
+        ax.set_title(title)
+    save_figure(fig, save_path)
+    return fig, ax
+
+
+def plot_dot_products(titles, xs, ys, fits=None, x_label="", y_label="", shade_disagreement=True, ncols=4,
+                      bins=80, suptitle=None, save_path=None):
+    """One `plot_dot_product_panel` per layer, in a grid.
+
+    Parameters
+    ----------
+    titles : sequence of str, length k
+        Panel titles, e.g. ``"conv1 (d = 27)"``.
+    xs, ys : sequences of k arrays
+    fits : sequence of k dicts or None, optional
+    x_label, y_label : str
+    shade_disagreement : bool
+    ncols : int
+    bins : int
+    suptitle : str, optional
+    save_path : str or os.PathLike, optional
+
+    Returns
+    -------
+    fig, axes : Figure and ndarray of k Axes
+    """
+    k = len(titles)
+    ncols = max(1, min(ncols, k))
+    nrows = -(-k // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 3.1 * nrows), squeeze=False)
+    axes = axes.ravel()
+    fits = fits if fits is not None else [None] * k
+    for ax, title, x, y, fit in zip(axes, titles, xs, ys, fits):
+        plot_dot_product_panel(x, y, fit, x_label, y_label, title=title, shade_disagreement=shade_disagreement,
+                               bins=bins, ax=ax)
+    for ax in axes[k:]:
+        ax.set_visible(False)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    save_figure(fig, save_path)
+    return fig, axes[:k]
+
+
+def plot_layer_angle_densities(labels, grid, densities, theory_angles, zoom=None, theory_label="theory",
+                               save_path=None):
+    """Density of the angle between each filter's quantized and continuous weights, one curve per layer.
+
+    Parameters
+    ----------
+    labels : sequence of str, length k
+        E.g. ``"conv1 (d = 27)"``.
+    grid : array_like, shape (g,), radians
+    densities : sequence of k arrays of shape (g,), per radian
+        E.g. `bnn.network_geometry.angle_density`.
+    theory_angles : float or sequence of k floats, radians
+        Vertical lines: one black line (the binary limit arccos sqrt(2/pi)), or one per layer in the
+        layer's colour (ternary: the threshold in units of each layer's weight std differs).
+    zoom : (float, float), radians, optional
+        Range of the left panel; the right panel always shows 0 to 90 degrees. Default: where the
+        densities exceed 1 % of their peak, widened to include the theory lines.
+    theory_label : str
+    save_path : str or os.PathLike, optional
+
+    Returns
+    -------
+    fig, axes : Figure and ndarray of 2 Axes (zoomed, full range)
+    """
+    grid_deg = _deg(grid)
+    colors = _layer_colors(len(labels))
+    per_layer = np.ndim(theory_angles) > 0
+    if zoom is None:
+        above = np.zeros(len(grid_deg), dtype=bool)
+        for density in densities:
+            above |= np.asarray(density) > 0.01 * np.max(density)
+        theory_deg = _deg(np.atleast_1d(theory_angles))
+        lo = min(grid_deg[above].min(), theory_deg.min()) if above.any() else theory_deg.min()
+        hi = max(grid_deg[above].max(), theory_deg.max()) if above.any() else theory_deg.max()
+        zoom_deg = (max(0.0, lo - 2), min(90.0, hi + 2))
+    else:
+        zoom_deg = tuple(_deg(zoom))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, xlim in zip(axes, (zoom_deg, (0.0, 90.0))):
+        for i, (label, density) in enumerate(zip(labels, densities)):
+            # A density per radian is pi/180 times as large per degree.
+            ax.plot(grid_deg, np.asarray(density) * np.pi / 180, color=colors[i], lw=1.3, label=label)
+        if per_layer:
+            for i, value in enumerate(theory_angles):
+                ax.axvline(_deg(value), color=colors[i], ls="--", lw=1,
+                           label=f"{theory_label} (dashed, per layer)" if i == 0 else None)
+        else:
+            ax.axvline(_deg(theory_angles), color="black", ls="--", lw=1,
+                       label=f"{theory_label} ({_deg(theory_angles):.2f}°)")
+        ax.set_xlim(xlim)
+        ax.set_xlabel("angle between a filter's $W^c$ and its quantization (degrees)")
+        ax.set_ylabel("density (1/degree)")
+    axes[0].set_title("zoomed")
+    axes[1].set_title("full range")
+    axes[1].legend(fontsize="small")
+    fig.tight_layout()
+    save_figure(fig, save_path)
+    return fig, axes
+
+
+def plot_layer_angle_spread(names, dims, stds, theory_stds=None, coefficient=None, save_path=None):
+    """Standard deviation of the per-filter angles of each layer against its dimension d, log-log.
+
+    Parameters
+    ----------
+    names : sequence of str, length k
+    dims : array_like of int, shape (k,)
+    stds : array_like, shape (k,), radians
+    theory_stds : array_like, shape (k,), radians, optional
+        Large-d theory for a Gaussian vector at each layer's d (and threshold).
+    coefficient : float, radians, optional
+        Draws the reference line ``coefficient / sqrt(d)``, e.g. `bnn.theory.BINARY_ANGLE_STD_COEFFICIENT`.
+    save_path : str or os.PathLike, optional
+
+    Returns
+    -------
+    fig, ax
+    """
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    dims = np.asarray(dims, dtype=float)
+    colors = _layer_colors(len(names))
+    ax.scatter(dims, _deg(stds), color=colors, zorder=3, label="trained network")
+    for name, d, s in zip(names, dims, _deg(stds)):
+        ax.annotate(name, (d, s), textcoords="offset points", xytext=(4, 4), fontsize="small")
+    if theory_stds is not None:
+        ax.plot(dims, _deg(theory_stds), "x", color="black", label="Gaussian theory at each layer's d")
+    if coefficient is not None:
+        d = np.geomspace(dims.min() / 2, dims.max() * 2, 50)
+        ax.plot(d, _deg(coefficient / np.sqrt(d)), **_THEORY_STYLE, ls="--",
+                label=f"{_deg(coefficient):.2f}° / √d")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("dimension d of the filter")
+    ax.set_ylabel("std of the angle (degrees)")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    save_figure(fig, save_path)
+    return fig, ax
+
+
+def plot_weight_distributions(names, weights, fractions, threshold=None, log=True, bins=201, save_path=None):
+    """Continuous weights per layer, and the fraction of the quantized weights at each value.
+
+    Parameters
+    ----------
+    names : sequence of str, length k
+    weights : sequence of k arrays
+        Continuous (latent) weights of each layer, any shape.
+    fractions : sequence of k dicts of str -> float
+        Fraction of each quantized value, e.g. ``{"-1": 0.5, "0": 0.0, "1": 0.5}``.
+    threshold : float, optional
+        Ternarization threshold in weight units, marked at +-threshold.
+    log : bool, default True
+        Log-scale density axis (binary networks: the tails towards the clip at +-1 show).
+    bins : int
+        Histogram bins over the range of all weights.
+    save_path : str or os.PathLike, optional
+
+    Returns
+    -------
+    fig, axes : Figure and ndarray of 2 Axes
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 2]})
+    colors = _layer_colors(len(names))
+    largest = max(float(np.max(np.abs(w))) for w in weights)
+    edges = np.linspace(-largest, largest, bins + 1)
+    for name, w, color in zip(names, weights, colors):
+        axes[0].hist(np.ravel(w), bins=edges, density=True, histtype="step", color=color, lw=1.2, label=name)
+    if threshold is not None:
+        for t in (-threshold, threshold):
+            axes[0].axvline(t, color="black", lw=1, label=f"threshold ±{threshold:g}" if t > 0 else None)
+    if log:
+        axes[0].set_yscale("log")
+    axes[0].set_xlabel("continuous weight")
+    axes[0].set_ylabel("density")
+    axes[0].legend(fontsize="small", ncol=2)
+
+    values = sorted({v for f in fractions for v in f}, key=float)
+    value_colors = {"-1": "tab:blue", "0": "tab:gray", "1": "tab:orange"}
+    bottom = np.zeros(len(names))
+    for v in values:
+        share = np.array([f.get(v, 0.0) for f in fractions])
+        label = "0" if float(v) == 0 else f"{float(v):+g}"
+        axes[1].bar(names, share, bottom=bottom, color=value_colors.get(v), label=label)
+        bottom += share
+    axes[1].set_ylim(0, 1)
+    axes[1].set_ylabel("fraction of quantized weights")
+    axes[1].legend(fontsize="small", title="value", loc="lower right")
+    axes[1].tick_params(axis="x", labelrotation=45)
+    fig.tight_layout()
+    save_figure(fig, save_path)
+    return fig, axes
+
+
+def plot_binarization_patterns(labels, before, after, chance=0.1, save_path=None):
+    """Test accuracy when some layers' weights are made continuous, before and after refitting batch norm.
+
+    Parameters
+    ----------
+    labels : sequence of str, length k
+        Pattern names, e.g. ``"conv2 continuous"``.
+    before, after : array_like, shape (k,)
+        Accuracy with the trained batch-norm statistics, and with statistics re-estimated.
+    chance : float, optional
+        Marked with a dotted line.
+    save_path : str or os.PathLike, optional
+
+    Returns
+    -------
+    fig, ax
+    """
+    k = len(labels)
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * k + 1.2))
+    rows = np.arange(k)[::-1]
+    ax.barh(rows + 0.2, before, height=0.4, color="tab:gray", label="trained batch-norm statistics")
+    ax.barh(rows - 0.2, after, height=0.4, color=_COLORS["binary"], label="re-estimated on training data")
+    for r, b, a in zip(rows, before, after):
+        ax.text(b, r + 0.2, f" {b:.3f}", va="center", fontsize="x-small")
+        ax.text(a, r - 0.2, f" {a:.3f}", va="center", fontsize="x-small")
+    if chance is not None:
+        ax.axvline(chance, color="black", ls=":", lw=1, label="chance")
+    ax.set_yticks(rows, labels)
+    ax.set_xlim(0, 1.1)
+    ax.set_xlabel("test accuracy")
+    ax.legend(fontsize="small", loc="lower right")
+    fig.tight_layout()
+    save_figure(fig, save_path)
+    return fig, ax

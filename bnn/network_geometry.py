@@ -1,0 +1,549 @@
+"""The geometry of a trained binary or ternary network, measured on its own tensors.
+
+For each weight layer (``conv1``.., ``fc1``.., ``out``) this module compares what the network
+computes with quantized weights and activations against what it would compute with their
+continuous twins (Anderson & Berg 2018, arXiv:1705.07199, Sec. 4-5):
+
+* ``A^b`` is the layer's input (the previous layer's quantized activations; the image for the first
+  layer), ``A^c`` the same before the previous layer's quantizer;
+* ``W^b`` is the quantized kernel the forward pass uses, ``W^c`` the latent float kernel;
+* the dot products ``A . W`` are the layer's own operation (the 'same' stride-1 convolution or the
+  matmul) before pooling and batch norm, one per output position and filter.
+
+It also holds the batch-norm re-estimation behind the binarization-pattern experiment: make some
+layers' weights continuous, refit the downstream batch-norm statistics on training images, and test.
+Needs Keras; the numpy-only vector geometry is in `bnn.geometry`, the closed forms in `bnn.theory`.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+from scipy import stats
+
+from bnn import geometry, theory
+from bnn.inspect import weight_layer_names
+from bnn.layers import QuantConv2D
+
+#: Keys of `LayerGeometry.dots`: which activations and which weights each dot product uses.
+#: ``Ap`` is ``A^b`` with its entries randomly permuted over the batch (the permutation control).
+DOT_PAIRS = {"Ab.Wb": ("Ab", "Wb"), "Ab.Wc": ("Ab", "Wc"), "Ac.Wb": ("Ac", "Wb"),
+             "Ap.Wb": ("Ap", "Wb"), "Ap.Wc": ("Ap", "Wc")}
+#: Grid of angles (radians) on which angle densities are evaluated: 0.045 degree steps over [0, pi/2].
+ANGLE_GRID = np.linspace(0.0, np.pi / 2, 2001)
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-layer operations
+# --------------------------------------------------------------------------------------------------
+
+
+def dot_products(a, w, kind):
+    """Every dot product of a layer's input patches with its filters, by the layer's own operation.
+
+    Parameters
+    ----------
+    a : array, shape (n, h, w, c_in) for 'conv' or (n, d) for 'dense'
+        Input activations (continuous or quantized).
+    w : array, shape (k, k, c_in, c_out) for 'conv' or (d, c_out) for 'dense'
+        Kernel (continuous or quantized).
+    kind : {'conv', 'dense'}
+
+    Returns
+    -------
+    ndarray, float32, shape (n, h, w, c_out) or (n, c_out)
+        ``conv(a, w)`` with stride 1 and 'same' (zero) padding, as `bnn.layers.QuantConv2D` computes
+        it, or ``a @ w`` as `bnn.layers.QuantDense`. Entry ``[i, y, x, j]`` is the dot product of
+        filter j (flattened, length d = k*k*c_in) with the k x k patch of image i centred at (y, x).
+    """
+    a = np.asarray(a, dtype="float32")
+    w = np.asarray(w, dtype="float32")
+    if kind == "conv":
+        out = keras.ops.conv(a, w, strides=1, padding="same")
+    elif kind == "dense":
+        out = keras.ops.matmul(a, w)
+    else:
+        raise ValueError(f"kind must be 'conv' or 'dense'. Received: kind={kind!r}")
+    return keras.ops.convert_to_numpy(out)
+
+
+def regression(x, y):
+    """Pearson correlation and least-squares line of ``y`` on ``x``.
+
+    Parameters
+    ----------
+    x, y : array_like, same number of elements (flattened)
+
+    Returns
+    -------
+    dict
+        ``r``, ``slope``, ``intercept`` (from `scipy.stats.linregress`) and ``n``. ``r`` and the line
+        are None when ``x`` or ``y`` is constant (no correlation is defined).
+    """
+    x = np.ravel(np.asarray(x, dtype=np.float64))
+    y = np.ravel(np.asarray(y, dtype=np.float64))
+    if x.size != y.size:
+        raise ValueError(f"x and y need the same number of values. Received: {x.size} and {y.size}")
+    if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return {"r": None, "slope": None, "intercept": None, "n": int(x.size)}
+    fit = stats.linregress(x, y)
+    return {"r": float(fit.rvalue), "slope": float(fit.slope), "intercept": float(fit.intercept),
+            "n": int(x.size)}
+
+
+def filter_vectors(kernel):
+    """The weight vector of each filter: ``kernel[..., j]`` flattened.
+
+    Parameters
+    ----------
+    kernel : array, shape (k, k, c_in, c_out) or (d, c_out)
+
+    Returns
+    -------
+    ndarray, shape (c_out, d) with d = k*k*c_in or d
+    """
+    kernel = np.asarray(kernel)
+    return kernel.reshape(-1, kernel.shape[-1]).T
+
+
+def filter_angles(weights_continuous, weights_quantized):
+    """Angle between each filter's continuous weight vector and its quantization.
+
+    Parameters
+    ----------
+    weights_continuous, weights_quantized : array, shape (k, k, c_in, c_out) or (d, c_out)
+
+    Returns
+    -------
+    ndarray, shape (c_out,), radians in [0, pi/2]
+        `bnn.geometry.angle` of the flattened filters; pi/2 for a filter ternarized to all zeros.
+    """
+    return geometry.angle(filter_vectors(weights_continuous), filter_vectors(weights_quantized))
+
+
+def angle_density(angles, grid=ANGLE_GRID):
+    """Kernel density estimate of a set of angles.
+
+    Parameters
+    ----------
+    angles : array_like, shape (m,), radians
+    grid : array_like, shape (g,), radians
+
+    Returns
+    -------
+    ndarray, shape (g,), per radian
+        `scipy.stats.gaussian_kde` with Scott's bandwidth. A single angle, or identical ones (where
+        the KDE is undefined), gives a normal bump of width 0.25 degree at that angle.
+    """
+    angles = np.ravel(np.asarray(angles, dtype=np.float64))
+    if angles.size < 2 or np.ptp(angles) == 0:
+        return stats.norm.pdf(grid, loc=angles.mean(), scale=np.radians(0.25))
+    return stats.gaussian_kde(angles)(grid)
+
+
+def peak_angle(angles, grid=ANGLE_GRID):
+    """The angle at which `angle_density` peaks (the mode of the angle distribution), radians."""
+    grid = np.asarray(grid)
+    return float(grid[np.argmax(angle_density(angles, grid))])
+
+
+def quantized_values(levels):
+    """The values a quantized weight or activation takes: (-1, 1) or (-1, 0, 1)."""
+    return (-1.0, 1.0) if levels == 2 else (-1.0, 0.0, 1.0)
+
+
+def value_fractions(weights_quantized, levels):
+    """Fraction of the quantized weights at each level.
+
+    Returns
+    -------
+    dict of str -> float
+        ``{"-1": ..., "0": ..., "1": ...}``; the key "0" is there for binary layers too (and is 0).
+    """
+    w = np.asarray(weights_quantized)
+    return {f"{v:g}": float(np.mean(w == v)) for v in (-1.0, 0.0, 1.0)}
+
+
+def theory_angle(levels, threshold=0.0, weight_std=1.0):
+    """Large-d angle between a Gaussian vector and its quantization, as the layer quantizes it.
+
+    Parameters
+    ----------
+    levels : {2, 3}
+    threshold : float
+        Ternarization threshold in weight units (``--threshold``).
+    weight_std : float
+        Standard deviation of the layer's continuous weights: the threshold is ``threshold /
+        weight_std`` standard deviations.
+
+    Returns
+    -------
+    float, radians
+        `bnn.theory.binary_limit_angle` (arccos sqrt(2/pi), 37.07 deg) for binary layers,
+        `bnn.theory.ternary_angle` at ``threshold / weight_std`` for ternary ones.
+    """
+    if levels == 2:
+        return theory.binary_limit_angle()
+    return float(theory.ternary_angle(threshold / weight_std))
+
+
+def theory_angle_std(levels, dim, threshold=0.0, weight_std=1.0):
+    """Large-d standard deviation of that angle for d = ``dim``: c / sqrt(d) (`bnn.theory`)."""
+    if levels == 2:
+        return float(theory.binary_angle_std(dim))
+    return float(theory.ternary_angle_std(threshold / weight_std, dim))
+
+
+# --------------------------------------------------------------------------------------------------
+# A network's layers on a set of images
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LayerGeometry:
+    """The weights of one layer and a sample of its dot products on a set of images.
+
+    Attributes
+    ----------
+    name : str
+    kind : {'conv', 'dense'}
+    levels : int
+    threshold : float
+        In weight units.
+    quantize_weights : bool
+    quantized_input : bool
+        Whether the input ``A^b`` is quantized (False for the first layer, which sees the image):
+        only then do ``A^c`` and ``A^b`` differ.
+    weights_continuous, weights_quantized : array, shape (k, k, c_in, c_out) or (d, c_out)
+    dots : dict of str -> array, shape (m,)
+        Dot products at the same m sampled (image, position, filter) entries, keyed as in
+        `DOT_PAIRS`: ``"Ab.Wb"`` is what the network computes, ``"Ab.Wc"`` the same with the
+        continuous weights, ``"Ac.Wb"`` with the activations before quantization, ``"Ap.Wb"`` and
+        ``"Ap.Wc"`` with ``A^b`` randomly permuted.
+    n_dot_products : int
+        How many dot products the layer computed on the images (m of them are kept).
+    """
+
+    name: str
+    kind: str
+    levels: int
+    threshold: float
+    quantize_weights: bool
+    quantized_input: bool
+    weights_continuous: np.ndarray
+    weights_quantized: np.ndarray
+    dots: dict
+    n_dot_products: int
+
+    @property
+    def dim(self):
+        """d: length of one filter's weight vector (k*k*c_in for conv, d_in for dense)."""
+        return int(np.prod(self.weights_continuous.shape[:-1]))
+
+    @property
+    def n_filters(self):
+        return int(self.weights_continuous.shape[-1])
+
+    @property
+    def weight_std(self):
+        """Standard deviation of the continuous weights."""
+        return float(np.std(self.weights_continuous))
+
+    def angles(self):
+        """Per-filter angle between W^c and W^b, shape (n_filters,), radians."""
+        return filter_angles(self.weights_continuous, self.weights_quantized)
+
+    def theory_angle(self):
+        return theory_angle(self.levels, self.threshold, self.weight_std)
+
+    def theory_angle_std(self):
+        return theory_angle_std(self.levels, self.dim, self.threshold, self.weight_std)
+
+
+def _sample_positions(n_total, n_points, rng):
+    """Sorted flat indices of ``min(n_points, n_total)`` entries drawn without replacement."""
+    if n_points >= n_total:
+        return np.arange(n_total)
+    return np.sort(rng.choice(n_total, size=n_points, replace=False))
+
+
+def network_geometry(model, x, n_points=200_000, batch_size=100, seed=0):
+    """Run images through a trained network and sample every layer's dot products.
+
+    The images go through in batches and only the sampled dot products are kept, so memory stays
+    bounded (the paper's CIFAR-10 network computes 500 x 32 x 32 x 128 dot products in each of
+    its first two layers).
+
+    Parameters
+    ----------
+    model : keras.Model
+        A network built by `bnn.model.build_model` (e.g. from `bnn.runs.load_run`).
+    x : array, shape (n, height, width, channels)
+        Images in [-1, 1].
+    n_points : int
+        Dot products kept per layer, drawn uniformly (seeded) from all n x positions x filters;
+        every entry of `LayerGeometry.dots` uses the same draw.
+    batch_size : int
+    seed : int
+        Seeds the sampling and the permutation control.
+
+    Returns
+    -------
+    layers : list of LayerGeometry
+        One per weight layer, in order.
+    scores : ndarray, shape (n, 10)
+        The network's outputs (inference mode).
+    """
+    x = np.asarray(x, dtype="float32")
+    n = len(x)
+    names = weight_layer_names(model)
+    layers = [model.get_layer(name) for name in names]
+    outputs = [model.output]
+    for i, layer in enumerate(layers):
+        outputs += [layer.input, layer.output]
+        outputs.append(model.get_layer(f"{names[i - 1]}_bn").output if i else layer.input)
+    probe = keras.Model(model.input, outputs)
+
+    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(layers))]
+    per_image = [int(np.prod(layer.output.shape[1:])) for layer in layers]
+    picks = [_sample_positions(n * p, n_points, rng) for p, rng in zip(per_image, rngs)]
+    kernels = [(keras.ops.convert_to_numpy(l.kernel), keras.ops.convert_to_numpy(l.quantized_kernel()))
+               for l in layers]
+    quantized_input = [False] + [bool(model.get_layer(f"{name}_act").quantize_activations)
+                                 for name in names[:-1]]
+    kinds = ["conv" if isinstance(l, QuantConv2D) else "dense" for l in layers]
+    kept = [{key: [] for key in DOT_PAIRS} for _ in layers]
+    scores = []
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        values = [keras.ops.convert_to_numpy(v) for v in probe(x[start:stop], training=False)]
+        scores.append(values[0])
+        for i, (rng, kind, (w_c, w_b)) in enumerate(zip(rngs, kinds, kernels)):
+            a_b, ab_wb, a_c = values[1 + 3 * i: 4 + 3 * i]
+            a_c = a_c.reshape(a_b.shape)
+            lo, hi = np.searchsorted(picks[i], [start * per_image[i], stop * per_image[i]])
+            sel = picks[i][lo:hi] - start * per_image[i]
+            a_p = rng.permutation(a_b.ravel()).reshape(a_b.shape)
+            acts = {"Ab": a_b, "Ac": a_c, "Ap": a_p}
+            weights = {"Wb": w_b, "Wc": w_c}
+            for key, (a_key, w_key) in DOT_PAIRS.items():
+                if key == "Ab.Wb":
+                    dots = ab_wb  # the layer's own output: no need to recompute it
+                elif key == "Ac.Wb" and not quantized_input[i]:
+                    dots = ab_wb  # the input is not quantized: A^c is A^b
+                else:
+                    dots = dot_products(acts[a_key], weights[w_key], kind)
+                kept[i][key].append(dots.reshape(-1)[sel])
+        del values, acts, a_p  # free this batch's tensors before the next batch is computed
+    result = []
+    for i, (layer, kind, (w_c, w_b)) in enumerate(zip(layers, kinds, kernels)):
+        result.append(LayerGeometry(
+            name=layer.name, kind=kind, levels=layer.levels, threshold=layer.threshold,
+            quantize_weights=bool(layer.quantize_weights), quantized_input=quantized_input[i],
+            weights_continuous=w_c, weights_quantized=w_b,
+            dots={key: np.concatenate(parts) for key, parts in kept[i].items()},
+            n_dot_products=n * per_image[i]))
+    return result, np.concatenate(scores)
+
+
+def layer_summary(layer):
+    """The per-layer numbers of the report, JSON-ready (angles in radians and degrees).
+
+    Parameters
+    ----------
+    layer : LayerGeometry
+
+    Returns
+    -------
+    dict
+        ``d``, ``n_filters``, ``kind``; ``weights`` (r, slope, intercept of A^b.W^c on A^b.W^b),
+        ``activations`` (A^b.W^b on A^c.W^b; None when the input is not quantized), ``permuted``
+        (A^p.W^c on A^p.W^b); the angle between each filter's W^c and W^b: ``angle_mean``,
+        ``angle_peak`` (mode of its KDE), ``angle_std``, ``angle_theory`` (None where the weights are
+        not quantized); ``weight_std``, ``threshold_in_std``, ``value_fractions`` and
+        ``zero_fraction`` of the quantized weights.
+    """
+    dots = layer.dots
+    out = {
+        "kind": layer.kind,
+        "d": layer.dim,
+        "n_filters": layer.n_filters,
+        "quantize_weights": layer.quantize_weights,
+        "n_dot_products": layer.n_dot_products,
+        "n_sampled": int(len(dots["Ab.Wb"])),
+        "weights": regression(dots["Ab.Wb"], dots["Ab.Wc"]),
+        "activations": regression(dots["Ac.Wb"], dots["Ab.Wb"]) if layer.quantized_input else None,
+        "permuted": regression(dots["Ap.Wb"], dots["Ap.Wc"]),
+        "weight_std": layer.weight_std,
+        "threshold": layer.threshold if layer.levels == 3 else None,
+        "threshold_in_std": layer.threshold / layer.weight_std if layer.levels == 3 else None,
+    }
+    if layer.quantize_weights:
+        angles = layer.angles()
+        angle_numbers = {"angle_mean": float(np.mean(angles)), "angle_peak": peak_angle(angles),
+                         "angle_std": float(np.std(angles)), "angle_theory": layer.theory_angle(),
+                         "angle_std_theory": layer.theory_angle_std()}
+        fractions = value_fractions(layer.weights_quantized, layer.levels)
+    else:
+        angle_numbers = dict.fromkeys(("angle_mean", "angle_peak", "angle_std", "angle_theory",
+                                       "angle_std_theory"))
+        fractions = None
+    for key, value in list(angle_numbers.items()):
+        out[key] = value
+        out[f"{key}_deg"] = None if value is None else float(np.degrees(value))
+    out["value_fractions"] = fractions
+    out["zero_fraction"] = None if fractions is None else fractions["0"]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Batch-norm re-estimation and the binarization-pattern experiment
+# --------------------------------------------------------------------------------------------------
+
+
+def _chain(model):
+    """The model's layers after the input, checked to form a single chain."""
+    layers = model.layers[1:]
+    previous = model.layers[0]
+    for layer in layers:
+        if layer.input is not previous.output:
+            raise ValueError(f"expected a chain of layers as build_model makes; layer {layer.name} "
+                             f"does not take the output of {previous.name}")
+        previous = layer
+    return layers
+
+
+def _apply(layers, x, batch_size):
+    """Run ``x`` through ``layers`` in inference mode, batch by batch; a numpy array."""
+    if not layers:
+        return x
+    out = None
+    for start in range(0, len(x), batch_size):
+        h = x[start:start + batch_size]
+        for layer in layers:
+            h = layer(h, training=False)
+        h = keras.ops.convert_to_numpy(h)
+        if out is None:  # filled in place: no second copy of a large activation array
+            out = np.empty((len(x), *h.shape[1:]), dtype=h.dtype)
+        out[start:start + len(h)] = h
+    return out
+
+
+def _moments(x, batch_size):
+    """Per-channel (last axis) mean and population variance, accumulated in float64."""
+    total = np.zeros(x.shape[-1])
+    squares = np.zeros(x.shape[-1])
+    for start in range(0, len(x), batch_size):
+        h = x[start:start + batch_size].reshape(-1, x.shape[-1]).astype(np.float64)
+        total += h.sum(axis=0)
+        squares += np.einsum("ij,ij->j", h, h)
+    count = x.size // x.shape[-1]
+    mean = total / count
+    return mean, np.maximum(squares / count - mean**2, 0.0)
+
+
+def reestimate_batch_norm(model, x, batch_size=100, x_eval=None):
+    """Set every batch norm's moving mean and variance to the exact statistics of its input on ``x``.
+
+    The layers are visited in order, so each batch norm's statistics are computed with all earlier
+    ones already re-estimated: what the network will see at test time. The activations of ``x`` are
+    carried from one batch norm to the next (held for the whole of ``x`` at one layer at a time).
+
+    Parameters
+    ----------
+    model : keras.Model
+        A chain of layers, as `bnn.model.build_model` makes; changed in place.
+    x : array, shape (n, height, width, channels)
+        Training images, e.g. a few thousand.
+    batch_size : int
+    x_eval : array, optional
+        Images to run through the re-estimated network in the same pass.
+
+    Returns
+    -------
+    ndarray or None
+        The model's outputs on ``x_eval``.
+    """
+    layers = _chain(model)
+    h = np.asarray(x, dtype="float32")
+    e = None if x_eval is None else np.asarray(x_eval, dtype="float32")
+    segment = []
+    for layer in layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            h = _apply(segment, h, batch_size)
+            e = None if e is None else _apply(segment, e, batch_size)
+            mean, variance = _moments(h, batch_size)
+            layer.moving_mean.assign(mean.astype("float32"))
+            layer.moving_variance.assign(variance.astype("float32"))
+            segment = []
+        segment.append(layer)
+    h = None
+    return None if e is None else _apply(segment, e, batch_size)
+
+
+def binarization_patterns(config):
+    """The weight-quantization patterns of the experiment: the trained one, each quantized layer
+    made continuous in turn, and all layers continuous.
+
+    Returns
+    -------
+    list of (str, list of int)
+        ``(label, quantize_weights)``, e.g. ``("conv2 continuous", [1, 0, 1, ...])``.
+    """
+    base = [int(q) for q in config.quantize_weights]
+    patterns = [("all quantized (trained)", base)]
+    for j, name in enumerate(config.layer_names()):
+        if base[j]:
+            patterns.append((f"{name} continuous", base[:j] + [0] + base[j + 1:]))
+    if sum(base) > 1:
+        patterns.append(("all continuous", [0] * len(base)))
+    return patterns
+
+
+def binarization_pattern_experiment(config, model, x_train, x_test, y_test, batch_size=100,
+                                    print_fn=None):
+    """Test accuracy with some layers' weights made continuous, before and after refitting batch norm.
+
+    For each pattern of `binarization_patterns`, the trained weights are copied into a network
+    that leaves those layers' weights unquantized. Its batch-norm statistics were learned for the
+    quantized weights, so they are wrong downstream of the change; `reestimate_batch_norm` refits
+    them on ``x_train``. (The original notebook stopped here: "Broken, need to refit batch norm".)
+
+    Parameters
+    ----------
+    config : RunConfig
+        The run's config.
+    model : keras.Model
+        The trained network (not changed).
+    x_train : array, shape (m, ...)
+        Training images for the batch-norm statistics.
+    x_test, y_test : arrays, shapes (n, ...) and (n,)
+    batch_size : int
+    print_fn : callable, optional
+        Called with one line per pattern as it finishes.
+
+    Returns
+    -------
+    list of dict
+        ``pattern`` (label), ``quantize_weights``, ``accuracy_before`` (trained batch-norm
+        statistics), ``accuracy_after`` (re-estimated).
+    """
+    from bnn.model import build_model
+
+    weights = model.get_weights()
+    y_test = np.asarray(y_test)
+    results = []
+    for label, pattern in binarization_patterns(config):
+        variant = build_model(dataclasses.replace(config, quantize_weights=list(pattern)).resolve())
+        variant.set_weights(weights)
+        before = _apply(_chain(variant), np.asarray(x_test, dtype="float32"), batch_size)
+        after = reestimate_batch_norm(variant, x_train, batch_size, x_eval=x_test)
+        row = {"pattern": label, "quantize_weights": list(pattern),
+               "accuracy_before": float(np.mean(before.argmax(-1) == y_test)),
+               "accuracy_after": float(np.mean(after.argmax(-1) == y_test))}
+        results.append(row)
+        if print_fn:
+            print_fn(f"{label:<26} test accuracy {row['accuracy_before']:.4f} with the trained "
+                     f"batch norm, {row['accuracy_after']:.4f} re-estimated")
+    return results

@@ -1,0 +1,462 @@
+"""The geometry report of a trained network: figures and per-layer numbers from its run directory.
+
+    python -m bnn.report runs/cifar-10-binary                   # figures/cifar-10-binary/
+    python -m bnn.report RUN_DIR --n_images 500 --out_dir figures/mine --skip_bn_experiment
+
+``gen_plots.ipynb`` calls the same functions, one figure per cell. Everything about the network
+(architecture, levels, threshold, data set) is read from the run directory. Each figure is written
+to the output folder as PDF and PNG, and the per-layer numbers to ``geometry.json`` there.
+
+Notation (Anderson & Berg 2018, Sec. 4-5): for each weight layer, A^b is its input (quantized
+activations), A^c the same before quantization, W^b (W^t for ternary) the quantized weights and W^c
+the continuous latent weights; see `bnn.network_geometry`.
+"""
+
+if __name__ == "__main__":
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: hide its chatter
+
+import argparse
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from bnn import network_geometry as ng
+from bnn import plotting, runs, theory
+from bnn.errors import BnnError
+
+DEFAULT_N_IMAGES = 500
+DEFAULT_BN_IMAGES = 1000
+NUMBERS_FILE = "geometry.json"
+#: File names (without suffix) of the figures, in the order the report makes them.
+FIGURES = {
+    "weights": "dot_products_weights",
+    "weights_enlarged": "dot_products_weights_enlarged",
+    "activations": "dot_products_activations",
+    "angles": "weight_angles",
+    "angle_spread": "weight_angle_spread",
+    "weight_distributions": "weight_distributions",
+    "permuted": "dot_products_permuted",
+    "binarization_patterns": "binarization_patterns",
+}
+
+
+class NotebookError(BnnError):
+    """A `BnnError` that a notebook shows as its one-line message, without a traceback.
+
+    IPython renders an exception through its ``_render_traceback_`` method when it has one.
+    """
+
+    def _render_traceback_(self):
+        return [f"error: {self}"]
+
+
+@dataclass
+class Report:
+    """A loaded run and what the report has computed on it so far.
+
+    Attributes
+    ----------
+    run_dir : Path
+    config : RunConfig
+    model : keras.Model
+    which : str or int
+        Which model of the run: 'best', 'final' or a checkpoint epoch.
+    data : Dataset
+        The run's data set (its training images serve the batch-norm experiment).
+    x_test, y_test : arrays, shapes (n, ...) and (n,)
+        The first n test images, the ones every figure uses.
+    n_requested : int
+    out_dir : Path
+    layers : list of LayerGeometry
+        Filled by `analyse`.
+    summaries : dict of str -> dict
+        `bnn.network_geometry.layer_summary` per layer name, filled by `analyse`.
+    accuracy : float
+        Test accuracy on ``x_test``, filled by `analyse`.
+    patterns : list of dict
+        Filled by `binarization_patterns`.
+    seconds : dict of str -> float
+        Wall time of the steps run so far.
+    """
+
+    run_dir: Path
+    config: object
+    model: object
+    which: object
+    data: object
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_requested: int
+    out_dir: Path
+    layers: list = None
+    summaries: dict = None
+    accuracy: float = None
+    patterns: list = None
+    seconds: dict = field(default_factory=dict)
+
+    @property
+    def q(self):
+        """Superscript of the quantized tensors in labels: 'b' (binary) or 't' (ternary)."""
+        return "b" if self.config.levels == 2 else "t"
+
+    def path(self, figure):
+        """Where a figure of `FIGURES` is saved (without suffix: PDF and PNG are written)."""
+        return self.out_dir / FIGURES[figure]
+
+
+def default_out_dir(run_dir):
+    """``<repo>/figures/<run directory name>``."""
+    return runs.REPO_ROOT / "figures" / Path(run_dir).resolve().name
+
+
+def open_run(run_dir, n_images=DEFAULT_N_IMAGES, which="best", out_dir=None, data_dir=None, print_fn=print):
+    """Load a run directory, its network and the first ``n_images`` test images of its data set.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A directory written by ``run_bnn.py``.
+    n_images : int
+        Test images to use; if the test set holds fewer, all of them are used (and a line says so).
+    which : 'best', 'final' or int
+    out_dir : str or Path, optional
+        Where figures and numbers go (default `default_out_dir`).
+    data_dir : str or Path, optional
+        Read the data set from here instead of the run's own ``data_dir``.
+    print_fn : callable
+
+    Returns
+    -------
+    Report
+
+    Raises
+    ------
+    BnnError
+        One sentence saying what to run: the run directory does not exist or has no model, the run
+        is a continuous (float) one, or its data set is not downloaded.
+    """
+    from bnn.train import load_dataset
+
+    if isinstance(n_images, bool) or not isinstance(n_images, (int, np.integer)) or n_images < 1:
+        raise BnnError(f"n_images must be a positive integer, got {n_images!r}")
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise BnnError(f"run directory {run_dir} does not exist: train a network into it first, "
+                       f"e.g. python run_bnn.py --run_dir {run_dir}, or give the path of an existing run")
+    config, model = runs.load_run(run_dir, which)
+    if config.continuous:
+        raise BnnError(f"{run_dir} is a continuous (float) run, which has no quantized weights to "
+                       "compare: give a binary or ternary run (python run_bnn.py without --continuous)")
+    if data_dir is not None:
+        config = dataclasses.replace(config, data_dir=str(data_dir))
+    data = load_dataset(config)
+    n_available = len(data.x_test)
+    if n_available == 0:
+        raise BnnError(f"the {config.data_set} test set in the run's data directory is empty: "
+                       f"download it again with python data/download_data.py --data_set {config.data_set}")
+    if n_images > n_available:
+        print_fn(f"asked for {n_images} test images, but the {config.data_set} test set holds only "
+                 f"{n_available}: using all {n_available}")
+    n = min(n_images, n_available)
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(run_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print_fn(f"{run_dir} ({which} model): {config.mode} network on {config.data_set}, layers "
+             f"{', '.join(config.layer_names())}"
+             + (f", threshold {config.threshold:g}" if config.levels == 3 else "")
+             + f"; {n} test images; output in {out_dir}")
+    return Report(run_dir=run_dir, config=config, model=model, which=which, data=data,
+                  x_test=data.x_test[:n], y_test=data.y_test[:n], n_requested=n_images, out_dir=out_dir)
+
+
+def analyse(report, n_points=200_000, batch_size=100, seed=0, print_fn=print):
+    """Run the test images through the network: dot products, angles and test accuracy per layer.
+
+    Fills ``report.layers``, ``report.summaries`` and ``report.accuracy``; see
+    `bnn.network_geometry.network_geometry` for ``n_points``, ``batch_size`` and ``seed``.
+
+    Returns
+    -------
+    float
+        Test accuracy of the loaded network on ``report.x_test``.
+    """
+    start = time.perf_counter()
+    report.layers, scores = ng.network_geometry(report.model, report.x_test, n_points=n_points,
+                                                batch_size=batch_size, seed=seed)
+    report.summaries = {layer.name: ng.layer_summary(layer) for layer in report.layers}
+    report.accuracy = float(np.mean(scores.argmax(-1) == report.y_test))
+    report.seconds["analyse"] = time.perf_counter() - start
+    full = runs.read_json(report.run_dir / runs.RESULTS, {}).get(
+        f"{report.which}_test_accuracy" if report.which in ("best", "final") else None)
+    print_fn(f"test accuracy {report.accuracy:.4f} on {len(report.y_test)} test images"
+             + (f" ({full:.4f} on all {report.config.data_set} test images in results.json)" if full else ""))
+    return report.accuracy
+
+
+def _titles(report, layers):
+    return [f"{layer.name} (d = {layer.dim})" for layer in layers]
+
+
+def _fits(report, layers, key):
+    return [report.summaries[layer.name][key] for layer in layers]
+
+
+def figure_weight_dot_products(report):
+    """Figure 2: per layer, A·W^b (x) against A·W^c (y), with r and the regression line."""
+    q = report.q
+    return plotting.plot_dot_products(
+        _titles(report, report.layers), [l.dots["Ab.Wb"] for l in report.layers],
+        [l.dots["Ab.Wc"] for l in report.layers], _fits(report, report.layers, "weights"),
+        x_label=rf"$A \cdot W^{q}$", y_label=r"$A \cdot W^c$",
+        suptitle="dot products with quantized against continuous weights", save_path=report.path("weights"))
+
+
+def enlarged_layer(report):
+    """The layer of the enlarged panel: the third hidden layer as in the paper, or the last hidden one."""
+    hidden = report.layers[:-1] or report.layers
+    return hidden[min(2, len(hidden) - 1)]
+
+
+def figure_weight_dot_products_enlarged(report, layer=None):
+    """Figure 2, one layer enlarged (default `enlarged_layer`); ``layer`` is a layer name."""
+    layer = enlarged_layer(report) if layer is None else next(l for l in report.layers if l.name == layer)
+    q = report.q
+    return plotting.plot_dot_product_panel(
+        layer.dots["Ab.Wb"], layer.dots["Ab.Wc"], report.summaries[layer.name]["weights"],
+        x_label=rf"$A \cdot W^{q}$", y_label=r"$A \cdot W^c$", title=f"{layer.name} (d = {layer.dim})",
+        bins=150, save_path=report.path("weights_enlarged"))
+
+
+def figure_activation_dot_products(report):
+    """Figure 3: A^c·W^b (x) against A^b·W^b (y), for the layers whose input is quantized.
+
+    Returns None (and draws nothing) when no layer has a quantized input.
+    """
+    layers = [l for l in report.layers if l.quantized_input]
+    if not layers:
+        return None
+    q = report.q
+    return plotting.plot_dot_products(
+        _titles(report, layers), [l.dots["Ac.Wb"] for l in layers], [l.dots["Ab.Wb"] for l in layers],
+        _fits(report, layers, "activations"), x_label=rf"$A^c \cdot W^{q}$", y_label=rf"$A^{q} \cdot W^{q}$",
+        suptitle="dot products with continuous against quantized activations", save_path=report.path("activations"))
+
+
+def _quantized_layers(report):
+    return [l for l in report.layers if l.quantize_weights]
+
+
+def figure_angles(report):
+    """Figure 4: density of the per-filter angle between W^b and W^c per layer, zoomed and full range,
+    with the theory line (binary: arccos sqrt(2/pi); ternary: `bnn.theory.ternary_angle` at the
+    threshold in units of each layer's weight std)."""
+    layers = _quantized_layers(report)
+    if not layers:
+        return None
+    densities = [ng.angle_density(l.angles()) for l in layers]
+    if report.config.levels == 2:
+        theory_angles, label = theory.binary_limit_angle(), "theory: arccos √(2/π)"
+    else:
+        theory_angles, label = [l.theory_angle() for l in layers], "theory at threshold / weight std"
+    return plotting.plot_layer_angle_densities(
+        _titles(report, layers), ng.ANGLE_GRID, densities, theory_angles, theory_label=label,
+        save_path=report.path("angles"))
+
+
+def figure_angle_spread(report):
+    """Figure 5: standard deviation of the per-filter angles against d, log-log, with c / sqrt(d)."""
+    layers = _quantized_layers(report)
+    if not layers:
+        return None
+    s = report.summaries
+    coefficient = theory.BINARY_ANGLE_STD_COEFFICIENT if report.config.levels == 2 else None
+    if coefficient is None:  # ternary: c(t) at the median threshold of the layers, in weight stds
+        t = np.median([s[l.name]["threshold_in_std"] for l in layers])
+        coefficient = float(theory.ternary_angle_std(t, 1))
+    return plotting.plot_layer_angle_spread(
+        [l.name for l in layers], [l.dim for l in layers], [s[l.name]["angle_std"] for l in layers],
+        theory_stds=[s[l.name]["angle_std_theory"] for l in layers], coefficient=coefficient,
+        save_path=report.path("angle_spread"))
+
+
+def figure_weight_distributions(report):
+    """Figure 6: continuous weights per layer (log scale for binary; threshold marked for ternary)
+    and the fraction of each quantized value per layer."""
+    layers = _quantized_layers(report)
+    if not layers:
+        return None
+    ternary = report.config.levels == 3
+    return plotting.plot_weight_distributions(
+        [l.name for l in layers], [l.weights_continuous for l in layers],
+        [report.summaries[l.name]["value_fractions"] for l in layers],
+        threshold=report.config.threshold if ternary else None, log=not ternary,
+        save_path=report.path("weight_distributions"))
+
+
+def figure_permuted_dot_products(report):
+    """Figure 7: the permutation control, A_perm·W^b against A_perm·W^c with A^b randomly permuted."""
+    q = report.q
+    return plotting.plot_dot_products(
+        _titles(report, report.layers), [l.dots["Ap.Wb"] for l in report.layers],
+        [l.dots["Ap.Wc"] for l in report.layers], _fits(report, report.layers, "permuted"),
+        x_label=rf"$A_{{perm}} \cdot W^{q}$", y_label=r"$A_{perm} \cdot W^c$",
+        suptitle="control: activations randomly permuted", save_path=report.path("permuted"))
+
+
+def binarization_patterns(report, n_train=DEFAULT_BN_IMAGES, batch_size=100, print_fn=print):
+    """Experiment 8: test accuracy with one layer's weights continuous at a time (and all of them),
+    before and after re-estimating the batch-norm statistics on ``n_train`` training images.
+
+    Fills and returns ``report.patterns``; see `bnn.network_geometry.binarization_pattern_experiment`.
+    """
+    if n_train < 1 or len(report.data.x_train) == 0:
+        raise BnnError(f"the batch-norm experiment needs training images: got n_train={n_train} and "
+                       f"{len(report.data.x_train)} in the {report.config.data_set} training set")
+    start = time.perf_counter()
+    x_train = report.data.x_train[:n_train]
+    print_fn(f"batch-norm statistics re-estimated on {len(x_train)} training images; "
+             f"accuracy on {len(report.y_test)} test images")
+    report.patterns = ng.binarization_pattern_experiment(
+        report.config, report.model, x_train, report.x_test, report.y_test, batch_size=batch_size,
+        print_fn=print_fn)
+    report.seconds["binarization_patterns"] = time.perf_counter() - start
+    return report.patterns
+
+
+def figure_binarization_patterns(report):
+    """Figure 8: the accuracies of `binarization_patterns` as bars."""
+    rows = report.patterns
+    return plotting.plot_binarization_patterns(
+        [r["pattern"] for r in rows], [r["accuracy_before"] for r in rows], [r["accuracy_after"] for r in rows],
+        save_path=report.path("binarization_patterns"))
+
+
+def layer_table(report):
+    """The per-layer numbers as a text table (angles in degrees)."""
+    head = (f"{'layer':<7}{'d':>6}{'filters':>8}{'r W':>8}{'slope W':>9}{'r A':>7}{'r perm':>8}"
+            f"{'mean °':>8}{'peak °':>8}{'std °':>7}{'theory °':>9}{'zeros':>7}")
+    lines = [head]
+    for name, s in report.summaries.items():
+        def f(value, fmt):
+            return format(value, fmt) if value is not None else "-"
+
+        act = s["activations"]["r"] if s["activations"] else None
+        lines.append(
+            f"{name:<7}{s['d']:>6}{s['n_filters']:>8}{f(s['weights']['r'], '.3f'):>8}"
+            f"{f(s['weights']['slope'], '.3g'):>9}{f(act, '.3f'):>7}{f(s['permuted']['r'], '.3f'):>8}"
+            f"{f(s['angle_mean_deg'], '.2f'):>8}{f(s['angle_peak_deg'], '.2f'):>8}{f(s['angle_std_deg'], '.2f'):>7}"
+            f"{f(s['angle_theory_deg'], '.2f'):>9}{f(s['zero_fraction'], '.3f'):>7}")
+    return "\n".join(lines)
+
+
+def numbers(report):
+    """Everything the report measured, JSON-ready (angles in radians, with ``_deg`` twins)."""
+    c = report.config
+    return {
+        "run_dir": str(report.run_dir),
+        "which": report.which,
+        "data_set": c.data_set,
+        "mode": c.mode,
+        "levels": c.levels,
+        "threshold": c.threshold,
+        "n_images": int(len(report.y_test)),
+        "n_images_requested": int(report.n_requested),
+        "test_accuracy": report.accuracy,
+        "layers": report.summaries,
+        "binarization_patterns": report.patterns,
+        "seconds": {k: round(v, 2) for k, v in report.seconds.items()},
+    }
+
+
+def write_numbers(report):
+    """Write `numbers` to ``<out_dir>/geometry.json``; return its path."""
+    path = report.out_dir / NUMBERS_FILE
+    runs.atomic_write_json(numbers(report), path)
+    return path
+
+
+def make_report(run_dir, n_images=DEFAULT_N_IMAGES, out_dir=None, which="best", seed=0, bn_experiment=True,
+                bn_images=DEFAULT_BN_IMAGES, data_dir=None, n_points=200_000, batch_size=100, print_fn=print):
+    """Make every figure and the JSON of numbers for a run, as ``gen_plots.ipynb`` does.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+    n_images : int
+        Test images (all of them if the test set holds fewer).
+    out_dir : str or Path, optional
+        Default ``figures/<run directory name>`` in the repository.
+    which : 'best', 'final' or int
+    seed : int
+        Seeds the sampled dot products and the permutation control.
+    bn_experiment : bool
+        Run the binarization-pattern experiment (a forward pass over ``bn_images`` training images
+        and the test images per pattern: the slow part).
+    bn_images : int
+    data_dir : str or Path, optional
+        Read the data set from here instead of the run's ``data_dir``.
+    n_points, batch_size : int
+        See `bnn.network_geometry.network_geometry`.
+    print_fn : callable
+
+    Returns
+    -------
+    dict
+        `numbers`, also written to ``<out_dir>/geometry.json``.
+    """
+    report = open_run(run_dir, n_images, which=which, out_dir=out_dir, data_dir=data_dir, print_fn=print_fn)
+    analyse(report, n_points=n_points, batch_size=batch_size, seed=seed, print_fn=print_fn)
+    print_fn(layer_table(report))
+    start = time.perf_counter()
+    for draw in (figure_weight_dot_products, figure_weight_dot_products_enlarged, figure_activation_dot_products,
+                 figure_angles, figure_angle_spread, figure_weight_distributions, figure_permuted_dot_products):
+        drawn = draw(report)
+        if drawn is not None:
+            plt.close(drawn[0])
+    report.seconds["figures"] = time.perf_counter() - start
+    if bn_experiment:
+        binarization_patterns(report, n_train=bn_images, batch_size=batch_size, print_fn=print_fn)
+        plt.close(figure_binarization_patterns(report)[0])
+    path = write_numbers(report)
+    print_fn(f"figures and {path.name} written to {report.out_dir}")
+    return numbers(report)
+
+
+def _which(value):
+    return int(value) if value.isdigit() else value
+
+
+def main(argv=None):
+    """Command line: ``python -m bnn.report RUN_DIR [...]``; exit status 2 with ``error: ...`` on bad input."""
+    parser = argparse.ArgumentParser(description="The geometry report of a trained binary or ternary network.")
+    parser.add_argument("run_dir", help="a run directory written by run_bnn.py")
+    parser.add_argument("--n_images", type=int, default=DEFAULT_N_IMAGES,
+                        help=f"test images to use (default: {DEFAULT_N_IMAGES})")
+    parser.add_argument("--out_dir", default=None, help="where figures go (default: figures/<run name>)")
+    parser.add_argument("--which", type=_which, default="best",
+                        help="'best', 'final' or a checkpoint epoch (default: best)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampling and permutation (default: 0)")
+    parser.add_argument("--skip_bn_experiment", action="store_true",
+                        help="skip the binarization-pattern experiment (the slow part)")
+    parser.add_argument("--bn_images", type=int, default=DEFAULT_BN_IMAGES,
+                        help=f"training images for the batch-norm statistics (default: {DEFAULT_BN_IMAGES})")
+    parser.add_argument("--data_dir", default=None, help="read the data set from here instead of the run's data_dir")
+    args = parser.parse_args(argv)
+    plt.switch_backend("agg")
+    try:
+        make_report(args.run_dir, args.n_images, out_dir=args.out_dir, which=args.which, seed=args.seed,
+                    bn_experiment=not args.skip_bn_experiment, bn_images=args.bn_images, data_dir=args.data_dir)
+    except BnnError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
