@@ -400,6 +400,23 @@ def _robust_range(values, pad=0.05):
     return lo - pad * span, hi + pad * span
 
 
+def _bin_edges(values, lim, bins):
+    """About ``bins`` equal bins over ``lim``. Values on an integer lattice (dot products of quantized
+    vectors: binary ones step by 2) get bins a whole number of lattice steps wide, centred between
+    lattice points, so that the histogram shows no stripes of bins that caught one point more."""
+    sample = np.asarray(values[:20000], dtype=np.float64)
+    lattice = sample.size > 1 and np.all(sample == np.round(sample)) and np.ptp(sample) > 0
+    if not lattice:
+        return np.linspace(lim[0], lim[1], bins + 1)
+    points = np.unique(sample).astype(np.int64)
+    step = int(np.gcd.reduce(np.diff(points)))
+    width = step * max(1, int(round((lim[1] - lim[0]) / bins / step)))
+    origin = points[0] - step / 2
+    first = np.floor((lim[0] - origin) / width)
+    last = np.ceil((lim[1] - origin) / width)
+    return origin + width * np.arange(first, last + 1)
+
+
 def plot_dot_product_panel(x, y, fit=None, x_label="", y_label="", title=None, shade_disagreement=True,
                            bins=100, ax=None, save_path=None):
     """2-D histogram of paired dot products, with the least-squares line and Pearson r.
@@ -427,7 +444,8 @@ def plot_dot_product_panel(x, y, fit=None, x_label="", y_label="", title=None, s
     x = np.ravel(x)
     y = np.ravel(y)
     xlim, ylim = _robust_range(x), _robust_range(y)
-    ax.hist2d(x, y, bins=bins, range=[xlim, ylim], norm="log", cmin=1, cmap="viridis")
+    ax.hist2d(x, y, bins=[_bin_edges(x, xlim, bins), _bin_edges(y, ylim, bins)], norm="log", cmin=1,
+              cmap="viridis")
     if shade_disagreement:
         shade = {"color": "tab:red", "alpha": 0.12, "lw": 0, "zorder": 3}
         if xlim[1] > 0 and ylim[0] < 0:

@@ -1,0 +1,191 @@
+"""Run gen_plots.ipynb headless on tiny binary and ternary runs made here, and check what it writes.
+
+The runs train for an epoch or two on the tiny data sets of ``fake_data.py`` (in the real file
+formats); the notebook reads everything else from the run directories.
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+import run_bnn
+from bnn import report, runs, theory
+from bnn.errors import BnnError
+from fake_data import write_cifar10, write_mnist
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = REPO_ROOT / "gen_plots.ipynb"
+RUNS = {
+    # binary: a small conv net on MNIST, so conv and dense layers are both covered
+    "binary": ["--data_set", "MNIST", "--conv", "4", "8", "--fc", "16", "--epochs", "2"],
+    "ternary": ["--data_set", "cifar-10", "--conv", "4", "8", "--fc", "16", "--epochs", "1",
+                "--levels", "3", "--threshold", "0.02"],
+}
+N_TEST = {"binary": 50, "ternary": 20}  # test images of the tiny data sets
+
+
+def execute(env, nb=None):
+    """Execute the notebook (``nb``, in place, or read afresh) with ``env`` added to the environment."""
+    nb = nbformat.read(NOTEBOOK, as_version=4) if nb is None else nb
+    client = NotebookClient(nb, kernel_name="python3", timeout=300,
+                            resources={"metadata": {"path": str(REPO_ROOT)}})
+    client.execute(env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env})
+    return nb
+
+
+def stdout(nb):
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                   if o.get("name") == "stdout")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    write_mnist(folder, n_train=200, n_test=N_TEST["binary"], seed=0)
+    write_cifar10(folder, n_per_batch=20, n_test=N_TEST["ternary"], seed=0)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def run_dirs(data_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    for mode, argv in RUNS.items():
+        assert run_bnn.main([*argv, "--batch_size", "20", "--data_dir", str(data_dir),
+                             "--run_dir", str(root / mode)]) == 0
+    return {mode: root / mode for mode in RUNS}
+
+
+@pytest.fixture(scope="module")
+def executed(run_dirs, tmp_path_factory):
+    """``executed(mode)``: (numbers in geometry.json, output folder, executed notebook) for a tiny run,
+    the notebook executed once per mode."""
+    done = {}
+
+    def get(mode):
+        if mode not in done:
+            out_dir = tmp_path_factory.mktemp(f"figures-{mode}")
+            nb = execute({"BNN_RUN_DIR": str(run_dirs[mode]), "BNN_OUT_DIR": str(out_dir), "BNN_N_IMAGES": "500"})
+            done[mode] = json.loads((out_dir / report.NUMBERS_FILE).read_text()), out_dir, nb
+        return done[mode]
+
+    return get
+
+
+def test_committed_notebook_has_no_outputs_and_a_parameters_cell():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", [])
+    assert "BNN_RUN_DIR" in code[0].source and "BNN_N_IMAGES" in code[0].source
+    assert all(c.outputs == [] and c.execution_count is None for c in code)
+
+
+@pytest.mark.parametrize("mode", list(RUNS))
+def test_every_layer_has_sensible_numbers(executed, run_dirs, mode):
+    numbers, _, _ = executed(mode)
+    config = runs.RunConfig.load(run_dirs[mode] / runs.CONFIG)
+    assert list(numbers["layers"]) == config.layer_names()
+    assert numbers["mode"] == mode and numbers["levels"] == config.levels
+    for name, layer in numbers["layers"].items():
+        for key in ("angle_mean", "angle_peak"):
+            assert 0 < layer[key] < np.pi / 2, (name, key)
+        assert 0 < layer["angle_std"] < np.pi / 2
+        assert layer["angle_mean_deg"] == pytest.approx(np.degrees(layer["angle_mean"]))
+        for fit in ("weights", "permuted", "activations"):
+            if layer[fit] is not None:
+                assert -1 <= layer[fit]["r"] <= 1, (name, fit)
+        # dot products with binary and continuous weights correlate even in a tiny net, strongly once
+        # the filters have a few dozen dimensions (MNIST's conv1 has d = 9)
+        assert layer["weights"]["r"] > (0.5 if layer["d"] >= 16 else 0.2) and layer["weights"]["slope"] > 0, name
+        assert (layer["activations"] is None) == (name == "conv1")
+        assert sum(layer["value_fractions"].values()) == pytest.approx(1.0)
+        if mode == "binary":
+            assert layer["zero_fraction"] == 0
+            assert layer["angle_theory"] == pytest.approx(theory.binary_limit_angle())
+        else:
+            t = 0.02 / layer["weight_std"]
+            assert layer["threshold_in_std"] == pytest.approx(t)
+            assert layer["angle_theory"] == pytest.approx(theory.ternary_angle(t))
+    if mode == "ternary":
+        assert all(layer["zero_fraction"] > 0 for layer in numbers["layers"].values())
+
+
+@pytest.mark.parametrize("mode", list(RUNS))
+def test_all_test_images_are_used_when_fewer_than_asked(executed, mode):
+    numbers, _, nb = executed(mode)
+    assert numbers["n_images_requested"] == 500 and numbers["n_images"] == N_TEST[mode]
+    assert f"holds only {N_TEST[mode]}: using all {N_TEST[mode]}" in stdout(nb)
+
+
+@pytest.mark.parametrize("mode", list(RUNS))
+def test_accuracy_and_binarization_patterns(executed, mode):
+    numbers, _, nb = executed(mode)
+    assert 0 <= numbers["test_accuracy"] <= 1
+    assert f"test accuracy {numbers['test_accuracy']:.4f} on {N_TEST[mode]} test images" in stdout(nb)
+    patterns = numbers["binarization_patterns"]
+    # all quantized, each of the 4 layers continuous, all continuous
+    assert [p["pattern"] for p in patterns] == ["all quantized (trained)", "conv1 continuous", "conv2 continuous",
+                                                "fc1 continuous", "out continuous", "all continuous"]
+    assert patterns[0]["accuracy_before"] == numbers["test_accuracy"]  # the trained network itself
+    assert patterns[-1]["quantize_weights"] == [0, 0, 0, 0]
+    assert all(0 <= p[k] <= 1 for p in patterns for k in ("accuracy_before", "accuracy_after"))
+
+
+@pytest.mark.parametrize("mode", list(RUNS))
+def test_every_figure_is_written_as_pdf_and_png(executed, mode):
+    _, out_dir, nb = executed(mode)
+    for name in report.FIGURES.values():
+        for suffix in (".pdf", ".png"):
+            path = out_dir / f"{name}{suffix}"
+            assert path.is_file() and path.stat().st_size > 1000, path
+    images = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {}))
+    assert images == len(report.FIGURES)
+    assert "peak of the angle density per layer" in stdout(nb)
+
+
+def test_command_line_report_gives_the_notebooks_numbers(executed, run_dirs, tmp_path, capsys):
+    numbers, _, _ = executed("binary")
+    assert report.main([str(run_dirs["binary"]), "--out_dir", str(tmp_path), "--skip_bn_experiment"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    cli = json.loads((tmp_path / report.NUMBERS_FILE).read_text())
+    assert cli["layers"] == numbers["layers"] and cli["test_accuracy"] == numbers["test_accuracy"]
+    assert cli["binarization_patterns"] is None
+    assert not (tmp_path / "binarization_patterns.png").exists()
+
+
+def test_missing_run_dir_fails_the_first_cell_with_one_sentence(tmp_path):
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    with pytest.raises(CellExecutionError) as info:
+        execute({"BNN_RUN_DIR": str(tmp_path / "nowhere"), "BNN_OUT_DIR": str(tmp_path / "out")}, nb)
+    assert info.value.ename == "NotebookError"
+    message = info.value.evalue
+    assert "nowhere does not exist" in message and "python run_bnn.py --run_dir" in message and "\n" not in message
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    failed = [i for i, c in enumerate(code) if any(o.output_type == "error" for o in c.outputs)]
+    assert failed == [1]  # the first cell after the parameters
+    (error,) = [o for o in code[1].outputs if o.output_type == "error"]
+    assert error["traceback"] == [f"error: {message}"]  # one line, no traceback
+
+
+def test_bad_input_says_what_to_run(run_dirs, tmp_path, capsys):
+    # a run directory whose training never wrote a model
+    no_model = tmp_path / "no_model"
+    no_model.mkdir()
+    shutil.copy(run_dirs["binary"] / runs.CONFIG, no_model / runs.CONFIG)
+    with pytest.raises(BnnError, match="python run_bnn.py"):
+        report.open_run(no_model)
+    # a data set that is not downloaded
+    with pytest.raises(BnnError, match="python data/download_data.py --data_set MNIST"):
+        report.open_run(run_dirs["binary"], data_dir=tmp_path / "empty", out_dir=tmp_path / "out")
+    # the command line prints one line and exits 2
+    assert report.main([str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "python run_bnn.py" in err
+    with pytest.raises(BnnError, match="n_images must be a positive integer"):
+        report.open_run(run_dirs["binary"], n_images=0)
