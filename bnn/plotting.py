@@ -6,7 +6,8 @@ array of axes for multi-panel figures). Angles come in radians, as the library c
 are drawn in degrees. Only the object API is used, so the functions do not disturb pyplot's state
 beyond creating the figure.
 
-Sections: shared helpers; the high-dimensional geometry figures of ``hd_figures.ipynb``.
+Sections: shared helpers; the high-dimensional geometry figures of ``hd_figures.ipynb``; the
+trained-network figures of ``gen_plots.ipynb`` and ``bnn/report.py``.
 """
 
 from pathlib import Path
@@ -23,6 +24,12 @@ __all__ = [
     "plot_ternary_threshold",
     "plot_straight_through",
     "plot_sign_vector_angles",
+    "plot_dot_product_panel",
+    "plot_dot_products",
+    "plot_layer_angle_densities",
+    "plot_layer_angle_spread",
+    "plot_weight_distributions",
+    "plot_binarization_patterns",
 ]
 
 # Colours kept fixed across figures so that a quantity looks the same everywhere.
@@ -375,16 +382,6 @@ def plot_sign_vector_angles(ns, angles, supports, pmfs, save_path=None):
 # --------------------------------------------------------------------------------------------------
 # Trained-network figures (gen_plots.ipynb, bnn/report.py)
 # --------------------------------------------------------------------------------------------------
-
-__all__ += [
-    "plot_dot_product_panel",
-    "plot_dot_products",
-    "plot_layer_angle_densities",
-    "plot_layer_angle_spread",
-    "plot_weight_distributions",
-    "plot_binarization_patterns",
-]
-
 
 def _layer_colors(n):
     """One colour per layer, dark (first layer) to light (last), so depth reads at a glance."""
