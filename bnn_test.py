@@ -40,7 +40,7 @@ def test_fit_save_reload_identical(tmp_path, levels, threshold):
     levels_seen = {-1.0, 0.0, 1.0} if levels == 3 else {-1.0, 1.0}
     for a, b in zip(inspect_network(model, x[:8]), inspect_network(loaded, x[:8]), strict=True):
         assert a.name == b.name
-        for field in ("weights_continuous", "weights_quantized", "inputs", "inputs_continuous",
+        for field in ("weights_continuous", "weights_quantized", "inputs", "inputs_continuous", "outputs",
                       "pre_activation", "activation"):
             va, vb = getattr(a, field), getattr(b, field)
             if va is None:

@@ -1,12 +1,12 @@
 """Look inside a trained network: per layer, the tensors the geometry figures need."""
 
+import dataclasses
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 
 from bnn.layers import QuantConv2D
-from bnn.quantizers import quantize
 
 
 @dataclass
@@ -27,6 +27,8 @@ class LayerTensors:
         quantized activations (flattened before the first dense layer).
     inputs_continuous : array, shape (n, ...)
         A^c: the same input before the previous layer's quantizer (the image for the first layer).
+    outputs : array, shape (n, ...)
+        The layer's dot products A^b . W^b (its conv or matmul), before pooling and batch norm.
     pre_activation : array, shape (n, ...)
         The batch-normalized output before quantization (the scores for ``out``).
     activation : array or None
@@ -42,6 +44,7 @@ class LayerTensors:
     weights_quantized: np.ndarray
     inputs: np.ndarray
     inputs_continuous: np.ndarray
+    outputs: np.ndarray
     pre_activation: np.ndarray
     activation: np.ndarray | None
     quantize_weights: bool
@@ -55,13 +58,69 @@ class LayerTensors:
         return int(np.prod(self.weights_continuous.shape[:-1]))
 
 
+_BATCHED = ("inputs", "inputs_continuous", "outputs", "pre_activation", "activation")
+
+
 def weight_layer_names(model):
     """Names of the quantizing weight layers of a network built by :func:`bnn.model.build_model`."""
     return [layer.name for layer in model.layers if hasattr(layer, "quantized_kernel")]
 
 
+def iter_inspect(model, x, batch_size=100):
+    """Run ``x`` through ``model`` (inference mode) batch by batch, yielding every layer's tensors.
+
+    Memory stays bounded by one batch: use this for many images through large layers.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A network built by :func:`bnn.model.build_model` (for example from :func:`bnn.runs.load_run`).
+    x : array, shape (n, height, width, channels)
+        Images in [-1, 1].
+    batch_size : int
+
+    Yields
+    ------
+    scores : ndarray, shape (b, 10)
+        The network's outputs on the batch.
+    layers : list of LayerTensors
+        One per weight layer, in order, holding the batch's tensors.
+    """
+    names = weight_layer_names(model)
+    static = []
+    outputs = [model.output]
+    for name in names:
+        layer, bn = model.get_layer(name), model.get_layer(f"{name}_bn")
+        act = model.get_layer(f"{name}_act") if name != "out" else None
+        outputs += [layer.input, layer.output, bn.output, (act or bn).output]
+        kernel = keras.ops.convert_to_numpy(layer.kernel)
+        static.append(dict(
+            name=name,
+            kind="conv" if isinstance(layer, QuantConv2D) else "dense",
+            weights_continuous=kernel,
+            weights_quantized=keras.ops.convert_to_numpy(layer.quantized_kernel()),
+            quantize_weights=bool(layer.quantize_weights),
+            quantize_activations=bool(act.quantize_activations) if act else False,
+            levels=layer.levels,
+            threshold=layer.threshold,
+        ))
+    probe = keras.Model(model.inputs, outputs)
+    x = np.asarray(x, dtype="float32")
+    for start in range(0, len(x), batch_size):
+        values = [keras.ops.convert_to_numpy(v) for v in probe.predict_on_batch(x[start:start + batch_size])]
+        layers, previous_pre = [], None
+        for i, fixed in enumerate(static):
+            inputs, outs, pre, post = values[1 + 4 * i: 5 + 4 * i]
+            layers.append(LayerTensors(
+                **fixed, inputs=inputs, outputs=outs, pre_activation=pre,
+                inputs_continuous=inputs if previous_pre is None else previous_pre.reshape(inputs.shape),
+                activation=post if fixed["name"] != "out" else None))
+            previous_pre = pre
+        yield values[0], layers
+
+
 def inspect_network(model, x, batch_size=100):
-    """Run ``x`` through ``model`` (inference mode) and collect every layer's tensors.
+    """Every layer's tensors on all of ``x``: :func:`iter_inspect` with the batches joined.
 
     Parameters
     ----------
@@ -76,35 +135,11 @@ def inspect_network(model, x, batch_size=100):
     list of LayerTensors
         One per weight layer, in order.
     """
-    names = weight_layer_names(model)
-    outputs = []
-    for name in names:
-        act = f"{name}_act" if name != "out" else None
-        outputs += [model.get_layer(name).input, model.get_layer(f"{name}_bn").output]
-        outputs.append(model.get_layer(act).output if act else model.get_layer(f"{name}_bn").output)
-    probe = keras.Model(model.inputs, outputs)
-    values = probe.predict(np.asarray(x, dtype="float32"), batch_size=batch_size, verbose=0)
-    records, previous_pre = [], None
-    for i, name in enumerate(names):
-        layer = model.get_layer(name)
-        inputs, pre, post = values[3 * i: 3 * i + 3]
-        kernel = keras.ops.convert_to_numpy(layer.kernel)
-        quantized = keras.ops.convert_to_numpy(
-            quantize(kernel, layer.levels, layer.threshold)) if layer.quantize_weights else kernel
-        act_layer = model.get_layer(f"{name}_act") if name != "out" else None
-        records.append(LayerTensors(
-            name=name,
-            kind="conv" if isinstance(layer, QuantConv2D) else "dense",
-            weights_continuous=kernel,
-            weights_quantized=quantized,
-            inputs=inputs,
-            inputs_continuous=inputs if previous_pre is None else previous_pre.reshape(inputs.shape),
-            pre_activation=pre,
-            activation=post if act_layer is not None else None,
-            quantize_weights=bool(layer.quantize_weights),
-            quantize_activations=bool(act_layer.quantize_activations) if act_layer else False,
-            levels=layer.levels,
-            threshold=layer.threshold,
-        ))
-        previous_pre = pre
-    return records
+    batches = [layers for _, layers in iter_inspect(model, x, batch_size)]
+    joined = []
+    for per_batch in zip(*batches):
+        first = per_batch[0]
+        arrays = {f: None if getattr(first, f) is None else np.concatenate([getattr(b, f) for b in per_batch])
+                  for f in _BATCHED}
+        joined.append(dataclasses.replace(first, **arrays))
+    return joined

@@ -23,8 +23,7 @@ import numpy as np
 from scipy import stats
 
 from bnn import geometry, theory
-from bnn.inspect import weight_layer_names
-from bnn.layers import QuantConv2D
+from bnn.inspect import iter_inspect, weight_layer_names
 
 #: Keys of `LayerGeometry.dots`: which activations and which weights each dot product uses.
 #: ``Ap`` is ``A^b`` with its entries randomly permuted over the batch (the permutation control).
@@ -297,51 +296,36 @@ def network_geometry(model, x, n_points=200_000, batch_size=100, seed=0):
     """
     x = np.asarray(x, dtype="float32")
     n = len(x)
-    names = weight_layer_names(model)
-    layers = [model.get_layer(name) for name in names]
-    outputs = [model.output]
-    for i, layer in enumerate(layers):
-        outputs += [layer.input, layer.output]
-        outputs.append(model.get_layer(f"{names[i - 1]}_bn").output if i else layer.input)
-    probe = keras.Model(model.input, outputs)
-
+    layers = [model.get_layer(name) for name in weight_layer_names(model)]
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(layers))]
     per_image = [int(np.prod(layer.output.shape[1:])) for layer in layers]
     picks = [_sample_positions(n * p, n_points, rng) for p, rng in zip(per_image, rngs)]
-    kernels = [(keras.ops.convert_to_numpy(l.kernel), keras.ops.convert_to_numpy(l.quantized_kernel()))
-               for l in layers]
-    quantized_input = [False] + [bool(model.get_layer(f"{name}_act").quantize_activations)
-                                 for name in names[:-1]]
-    kinds = ["conv" if isinstance(l, QuantConv2D) else "dense" for l in layers]
+    quantized_input = [False] + [bool(model.get_layer(f"{layer.name}_act").quantize_activations)
+                                 for layer in layers[:-1]]
     kept = [{key: [] for key in DOT_PAIRS} for _ in layers]
-    scores = []
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        values = [keras.ops.convert_to_numpy(v) for v in probe(x[start:stop], training=False)]
-        scores.append(values[0])
-        for i, (rng, kind, (w_c, w_b)) in enumerate(zip(rngs, kinds, kernels)):
-            a_b, ab_wb, a_c = values[1 + 3 * i: 4 + 3 * i]
-            a_c = a_c.reshape(a_b.shape)
+    scores, tensors = [], None
+    for start, (batch_scores, tensors) in zip(range(0, n, batch_size), iter_inspect(model, x, batch_size)):
+        stop = start + len(batch_scores)
+        scores.append(batch_scores)
+        for i, (rng, t) in enumerate(zip(rngs, tensors)):
             lo, hi = np.searchsorted(picks[i], [start * per_image[i], stop * per_image[i]])
             sel = picks[i][lo:hi] - start * per_image[i]
-            a_p = rng.permutation(a_b.ravel()).reshape(a_b.shape)
-            acts = {"Ab": a_b, "Ac": a_c, "Ap": a_p}
-            weights = {"Wb": w_b, "Wc": w_c}
+            a_p = rng.permutation(t.inputs.ravel()).reshape(t.inputs.shape)
+            acts = {"Ab": t.inputs, "Ac": t.inputs_continuous, "Ap": a_p}
+            weights = {"Wb": t.weights_quantized, "Wc": t.weights_continuous}
             for key, (a_key, w_key) in DOT_PAIRS.items():
-                if key == "Ab.Wb":
-                    dots = ab_wb  # the layer's own output: no need to recompute it
-                elif key == "Ac.Wb" and not quantized_input[i]:
-                    dots = ab_wb  # the input is not quantized: A^c is A^b
+                if key == "Ab.Wb" or (key == "Ac.Wb" and not quantized_input[i]):
+                    dots = t.outputs  # the layer's own output (A^c is A^b when the input is not quantized)
                 else:
-                    dots = dot_products(acts[a_key], weights[w_key], kind)
+                    dots = dot_products(acts[a_key], weights[w_key], t.kind)
                 kept[i][key].append(dots.reshape(-1)[sel])
-        del values, acts, a_p  # free this batch's tensors before the next batch is computed
+        del acts, a_p  # free this batch's tensors before the next batch is computed
     result = []
-    for i, (layer, kind, (w_c, w_b)) in enumerate(zip(layers, kinds, kernels)):
+    for i, t in enumerate(tensors):
         result.append(LayerGeometry(
-            name=layer.name, kind=kind, levels=layer.levels, threshold=layer.threshold,
-            quantize_weights=bool(layer.quantize_weights), quantized_input=quantized_input[i],
-            weights_continuous=w_c, weights_quantized=w_b,
+            name=t.name, kind=t.kind, levels=t.levels, threshold=t.threshold,
+            quantize_weights=t.quantize_weights, quantized_input=quantized_input[i],
+            weights_continuous=t.weights_continuous, weights_quantized=t.weights_quantized,
             dots={key: np.concatenate(parts) for key, parts in kept[i].items()},
             n_dot_products=n * per_image[i]))
     return result, np.concatenate(scores)

@@ -47,16 +47,6 @@ FIGURES = {
 }
 
 
-class NotebookError(BnnError):
-    """A `BnnError` that a notebook shows as its one-line message, without a traceback.
-
-    IPython renders an exception through its ``_render_traceback_`` method when it has one.
-    """
-
-    def _render_traceback_(self):
-        return [f"error: {self}"]
-
-
 @dataclass
 class Report:
     """A loaded run and what the report has computed on it so far.

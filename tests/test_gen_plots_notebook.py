@@ -163,7 +163,7 @@ def test_missing_run_dir_fails_the_first_cell_with_one_sentence(tmp_path):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     with pytest.raises(CellExecutionError) as info:
         execute({"BNN_RUN_DIR": str(tmp_path / "nowhere"), "BNN_OUT_DIR": str(tmp_path / "out")}, nb)
-    assert info.value.ename == "NotebookError"
+    assert info.value.ename == "BnnError"
     message = info.value.evalue
     assert "nowhere does not exist" in message and "python run_bnn.py --run_dir" in message and "\n" not in message
     code = [c for c in nb.cells if c.cell_type == "code"]
