@@ -199,7 +199,10 @@ def train_and_evaluate(config, verbose="auto", print_fn=print):
     keras.utils.set_random_seed(config.seed + initial_epoch)
     if saved:
         model = runs.load_model_file(saved[-1][1])
-        print_fn(f"resuming {run_dir} after epoch {initial_epoch}")
+        if initial_epoch >= config.epochs:
+            print_fn(f"{run_dir} is complete ({config.epochs} epochs): testing its models again")
+        else:
+            print_fn(f"resuming {run_dir} after epoch {initial_epoch}")
     else:
         model = compile_model(build_model(config), config)
         if config.param_file:
