@@ -43,7 +43,7 @@ EXPERIMENTS = {
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
-        pass
+        """Keep the benchmark output free of request lines."""
 
 
 def serve(folder):

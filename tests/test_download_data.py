@@ -46,7 +46,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def log_message(self, *args):
-        pass
+        """Keep the test output free of request lines."""
 
 
 class FakeServer:
