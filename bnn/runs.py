@@ -52,13 +52,15 @@ def prepare_run_dir(config):
         a run's: nothing in it is touched.
     """
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
-    if (run_dir / CONFIG).exists():
+    # A run that never finished an epoch holds nothing to protect: it may take the new config.
+    started = checkpoints(run_dir) or (run_dir / BEST).exists() or (run_dir / LOG).exists()
+    if (run_dir / CONFIG).exists() and started:
         diff = RunConfig.load(run_dir / CONFIG).differences(config)
         if diff:
             shown = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in diff.items())
             raise BnnError(f"{run_dir} holds a run with another configuration ({shown}); "
                            "pass --run_dir NEW_DIR to start a new run")
-    elif run_dir.exists() and any(run_dir.iterdir()):
+    elif run_dir.exists() and not (run_dir / CONFIG).exists() and any(run_dir.iterdir()):
         raise BnnError(f"{run_dir} exists and is not a run directory (no {CONFIG}); "
                        "pass --run_dir NEW_DIR")
     run_dir.mkdir(parents=True, exist_ok=True)

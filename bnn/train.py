@@ -94,11 +94,9 @@ def check_quantized_weights_alive(model):
     Such a layer outputs a constant, so batch norm passes no gradient back and it never learns.
     It happens when ``--threshold`` exceeds every initial weight (Glorot: sqrt(6 / (fan_in + fan_out))).
     """
-    import keras.ops as ops
-
     for layer in model.layers:
         if getattr(layer, "quantize_weights", False) and layer.levels == 3:
-            largest = float(ops.max(ops.abs(layer.kernel)))
+            largest = float(keras.ops.max(keras.ops.abs(layer.kernel)))
             if largest <= layer.threshold:
                 raise BnnError(f"--threshold {layer.threshold} is above every initial weight of layer "
                                f"{layer.name} (largest {largest:.4f}), so all its weights ternarize to "
@@ -190,10 +188,10 @@ def train_and_evaluate(config, verbose="auto", print_fn=print):
         The contents of ``results.json``: test accuracy of the best and final models and more.
     """
     config.resolve()
-    run_dir = runs.prepare_run_dir(config)
     data = load_dataset(config)
     if len(data.x_train) == 0:
         raise BnnError(f"no training images in {config.data_set}: check the data set files")
+    run_dir = runs.prepare_run_dir(config)
     saved = runs.checkpoints(run_dir)
     initial_epoch = saved[-1][0] if saved else 0
     keras.utils.set_random_seed(config.seed + initial_epoch)

@@ -125,6 +125,15 @@ def test_existing_run_with_other_architecture_is_left_alone(tiny_data_dir, tmp_p
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
+def test_failed_start_does_not_lock_the_run_directory(tiny_data_dir, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert run([*MLP, "--levels", "3", "--threshold", "0.5"], tiny_data_dir, run_dir) == 2
+    assert run([*MLP, "--levels", "3", "--threshold", "0.01", "--epochs", "1"], tiny_data_dir, run_dir) == 0
+    assert RunConfig.load(run_dir / runs.CONFIG).threshold == 0.01
+    assert run(MLP, tmp_path / "no-data", tmp_path / "run2") == 2
+    assert not (tmp_path / "run2").exists(), "a run directory was made before the data was found"
+
+
 def test_param_file_starts_from_saved_weights(tiny_data_dir, tmp_path, capsys):
     assert run([*MLP, "--epochs", "1"], tiny_data_dir, tmp_path / "a") == 0
     assert run([*MLP, "--epochs", "1", "--param_file", str(tmp_path / "a")], tiny_data_dir, tmp_path / "b") == 0
