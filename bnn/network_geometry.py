@@ -521,6 +521,8 @@ def binarization_pattern_experiment(config, model, x_train, x_test, y_test, batc
     for label, pattern in binarization_patterns(config):
         variant = build_model(dataclasses.replace(config, quantize_weights=list(pattern)).resolve())
         variant.set_weights(weights)
+        # Eager layer calls, not variant.predict: each variant is a new model, and tracing a
+        # predict function for each made the CIFAR-10 experiment 13% slower (114 s against 101 s).
         before = _apply(_chain(variant), np.asarray(x_test, dtype="float32"), batch_size)
         after = reestimate_batch_norm(variant, x_train, batch_size, x_eval=x_test)
         row = {"pattern": label, "quantize_weights": list(pattern),

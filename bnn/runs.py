@@ -18,6 +18,7 @@ moment leaves no half-written file under a final name.
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import keras
@@ -74,6 +75,18 @@ def atomic_save(model, path):
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.partial.keras")
     model.save(tmp)
+    os.replace(tmp, path)
+
+
+def atomic_link(source, path):
+    """Make ``path`` the same file as ``source`` (a hard link, or a copy where links fail)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
     os.replace(tmp, path)
 
 

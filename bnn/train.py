@@ -126,7 +126,7 @@ class RunCheckpoint(keras.callbacks.Callback):
             runs.atomic_save(self.model, runs.checkpoint_path(self.run_dir, done))
             self._prune()
         if done == self.config.epochs:
-            runs.atomic_save(self.model, self.run_dir / runs.FINAL)
+            runs.atomic_link(runs.checkpoint_path(self.run_dir, done), self.run_dir / runs.FINAL)
 
     def _prune(self):
         keep = self.config.keep_ckpts
