@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from bnn.config import RunConfig  # noqa: E402
-from bnn.inspect import inspect_network  # noqa: E402
+from bnn.layer_tensors import inspect_network  # noqa: E402
 from bnn.model import build_model  # noqa: E402
 from bnn.runs import atomic_save, load_model_file  # noqa: E402
 from bnn.train import compile_model  # noqa: E402

@@ -23,7 +23,7 @@ import numpy as np
 from scipy import stats
 
 from bnn import geometry, theory
-from bnn.inspect import iter_inspect, weight_layer_names
+from bnn.layer_tensors import iter_inspect, weight_layer_names
 
 #: Keys of `LayerGeometry.dots`: which activations and which weights each dot product uses.
 #: ``Ap`` is ``A^b`` with its entries randomly permuted over the batch (the permutation control).

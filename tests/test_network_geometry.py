@@ -13,7 +13,7 @@ import pytest
 from bnn import network_geometry as ng
 from bnn import plotting, theory
 from bnn.config import RunConfig
-from bnn.inspect import inspect_network
+from bnn.layer_tensors import inspect_network
 from bnn.model import build_model
 
 LIMIT = np.arccos(np.sqrt(2 / np.pi))

@@ -15,7 +15,7 @@ import pytest
 import run_bnn
 from bnn import runs
 from bnn.config import RunConfig
-from bnn.inspect import inspect_network
+from bnn.layer_tensors import inspect_network
 from bnn.train import learning_rate
 
 REPO = Path(__file__).resolve().parents[1]
