@@ -25,7 +25,7 @@ def main(argv=None):
         train_and_evaluate(config)
     except BnnError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_status
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume from the last checkpoint",
               file=sys.stderr)

@@ -162,10 +162,9 @@ class RunConfig:
 
     def save(self, path):
         """Write the config as JSON, atomically."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".partial")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        tmp.replace(path)
+        from bnn.files import atomic_write_json
+
+        atomic_write_json(self.to_dict(), path)
 
     @classmethod
     def load(cls, path):

@@ -8,28 +8,33 @@ Layout of a run directory::
     checkpoints/epoch-NNNN.keras   every --ckpt_n epochs and at the last epoch, with the
                            optimizer state (resume starts from the newest one)
     best.keras, best.json  the weights of the best validation epoch, and that epoch
+    checkpoints/epoch-NNNN.best.{keras,json}   best.keras and best.json as they were when
+                           that checkpoint was written (hard links), so a resume can roll back
     final.keras            the model after the last epoch
     results.json           test accuracy of the best and final models
+    .lock                  the process training into the directory (an OS lock; it dies with it)
 
-Every file is written under a temporary name and renamed into place, so a run killed at any
-moment leaves no half-written file under a final name.
+Every file is written under a temporary name and renamed into place (``bnn.files``), so a run
+killed at any moment leaves no half-written file under a final name.
 """
 
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import keras
 
 from bnn.config import RunConfig
-from bnn.errors import BnnError
+from bnn.errors import BnnError, RunIOError
+from bnn.files import AtomicWriteError, atomic_write
+from bnn.files import atomic_link as _atomic_link
+from bnn.files import atomic_write_json as _atomic_write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG, LOG, BEST, BEST_INFO, FINAL, RESULTS = (
     "config.json", "log.csv", "best.keras", "best.json", "final.keras", "results.json")
-CKPT_DIR, TB_DIR = "checkpoints", "tensorboard"
+CKPT_DIR, TB_DIR, LOCK = "checkpoints", "tensorboard", ".lock"
 _CKPT_RE = re.compile(r"^epoch-(\d+)\.keras$")
 
 
@@ -38,8 +43,38 @@ def default_run_dir(config):
     return REPO_ROOT / "runs" / f"{config.data_set}-{config.mode}{'-debug' if config.debug else ''}"
 
 
+def run_dir_of(config):
+    """The run directory of ``config``: ``--run_dir``, or :func:`default_run_dir`."""
+    return Path(config.run_dir) if config.run_dir else default_run_dir(config)
+
+
+def check_run_dir(run_dir):
+    """Refuse, before anything is created, a run directory that cannot be made or written.
+
+    Raises
+    ------
+    BnnError
+        If ``run_dir`` is a file, lies under a file, or its nearest existing folder is not
+        writable.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BnnError(f"--run_dir {run_dir} is a file, not a directory: pass --run_dir NEW_DIR")
+    existing = run_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise BnnError(f"--run_dir {run_dir} cannot be made: {existing} is a file; pass --run_dir NEW_DIR")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise BnnError(f"--run_dir {run_dir} is not writable ({existing} is read-only or not yours): "
+                       "pass --run_dir NEW_DIR")
+
+
 def prepare_run_dir(config):
-    """Create the run directory, or check that an existing one holds this same run.
+    """Create and lock the run directory, or check that an existing one holds this same run.
+
+    The directory stays locked (an OS lock held by this process) until
+    :func:`release_run_dir`, so a second process cannot train into it at the same time.
 
     Returns
     -------
@@ -49,53 +84,101 @@ def prepare_run_dir(config):
     Raises
     ------
     BnnError
-        If the directory holds a run made with another configuration, or files that are not
-        a run's: nothing in it is touched.
+        If the directory holds a run made with another configuration, files that are not a
+        run's, or is in use by another process: nothing in it is touched.
     """
-    run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
-    # A run that never finished an epoch holds nothing to protect: it may take the new config.
-    started = checkpoints(run_dir) or (run_dir / BEST).exists() or (run_dir / LOG).exists()
-    if (run_dir / CONFIG).exists() and started:
-        diff = RunConfig.load(run_dir / CONFIG).differences(config)
-        if diff:
-            shown = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in diff.items())
-            raise BnnError(f"{run_dir} holds a run with another configuration ({shown}); "
-                           "pass --run_dir NEW_DIR to start a new run")
-    elif run_dir.exists() and not (run_dir / CONFIG).exists() and any(run_dir.iterdir()):
+    run_dir = run_dir_of(config)
+    check_run_dir(run_dir)
+    if run_dir.exists() and not (run_dir / CONFIG).exists() and any(
+            p.name != LOCK for p in run_dir.iterdir()):
         raise BnnError(f"{run_dir} exists and is not a run directory (no {CONFIG}); "
                        "pass --run_dir NEW_DIR")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CKPT_DIR).mkdir(exist_ok=True)
-    config.save(run_dir / CONFIG)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BnnError(f"cannot create run directory {run_dir}: {e.strerror or e}; "
+                       "pass --run_dir NEW_DIR") from e
+    _lock(run_dir)
+    try:
+        # A run that never finished an epoch holds nothing to protect: it may take the new config.
+        started = checkpoints(run_dir) or (run_dir / BEST).exists() or (run_dir / LOG).exists()
+        if (run_dir / CONFIG).exists() and started:
+            diff = RunConfig.load(run_dir / CONFIG).differences(config)
+            if diff:
+                shown = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in diff.items())
+                raise BnnError(f"{run_dir} holds a run with another configuration ({shown}); "
+                               "pass --run_dir NEW_DIR to start a new run")
+        try:
+            (run_dir / CKPT_DIR).mkdir(exist_ok=True)
+            config.save(run_dir / CONFIG)
+        except OSError as e:
+            raise BnnError(f"cannot write into run directory {run_dir}: {e.strerror or e}; "
+                           "pass --run_dir NEW_DIR") from e
+    except BaseException:
+        release_run_dir(run_dir)
+        raise
     return run_dir
 
 
+_LOCKS = {}  # run directory -> file descriptor holding its lock
+
+
+def _lock(run_dir):
+    """Take the OS lock of ``run_dir`` (``fcntl.flock``: released when the process dies)."""
+    import fcntl
+
+    path = run_dir / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise BnnError(f"cannot write into run directory {run_dir}: {e.strerror or e}; "
+                       "pass --run_dir NEW_DIR") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        pid = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise BnnError(f"run directory {run_dir} in use by process {pid}: wait for it to end "
+                       "(or stop it), or pass --run_dir NEW_DIR") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _LOCKS[run_dir.resolve()] = fd
+
+
+def release_run_dir(run_dir):
+    """Release the lock :func:`prepare_run_dir` took on ``run_dir`` (no-op if none is held)."""
+    fd = _LOCKS.pop(Path(run_dir).resolve(), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def _run_io(write, *args):
+    try:
+        write(*args)
+    except AtomicWriteError as e:
+        raise RunIOError(f"{e.strerror}; the files already there are intact: make room and run "
+                         "the same command again to resume") from e
+
+
 def atomic_save(model, path):
-    """``model.save(path)`` through a temporary file renamed into place."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.partial.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    """``model.save(path)`` through a temporary file renamed into place.
+
+    Raises
+    ------
+    RunIOError
+        If the disk is full or unwritable; the temporary file is removed, ``path`` unchanged.
+    """
+    _run_io(atomic_write, path, model.save)
 
 
 def atomic_link(source, path):
     """Make ``path`` the same file as ``source`` (a hard link, or a copy where links fail)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, path)
+    _run_io(_atomic_link, source, path)
 
 
 def atomic_write_json(obj, path):
-    """Write ``obj`` as JSON through a temporary file renamed into place."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    """Write ``obj`` as strict JSON (NaN becomes null) through a temporary file renamed into place."""
+    _run_io(_atomic_write_json, obj, path)
 
 
 def read_json(path, default=None):
@@ -124,6 +207,12 @@ def checkpoints(run_dir):
 
 def checkpoint_path(run_dir, epoch):
     return Path(run_dir) / CKPT_DIR / f"epoch-{epoch:04d}.keras"
+
+
+def best_snapshot_paths(run_dir, epoch):
+    """Where ``best.keras`` and ``best.json`` are kept as they were at the checkpoint of ``epoch``."""
+    folder = Path(run_dir) / CKPT_DIR
+    return folder / f"epoch-{epoch:04d}.best.keras", folder / f"epoch-{epoch:04d}.best.json"
 
 
 def load_model_file(path):

@@ -7,6 +7,7 @@ validation epoch kept for the test.
 """
 
 import csv
+import math
 import os
 import time
 from pathlib import Path
@@ -16,7 +17,8 @@ import numpy as np
 
 from bnn import runs
 from bnn.config import DEBUG_SIZES
-from bnn.errors import BnnError
+from bnn.errors import BnnError, TrainingDiverged
+from bnn.files import atomic_write
 from bnn.losses import get_loss
 from bnn.model import build_model
 
@@ -123,6 +125,11 @@ class RunCheckpoint(keras.callbacks.Callback):
             runs.atomic_write_json({"epoch": done, "val_accuracy": self.best_val},
                                    self.run_dir / runs.BEST_INFO)
         if done % self.config.ckpt_n == 0 or done == self.config.epochs:
+            # best.keras as it is now, so that resuming from this checkpoint can roll it back
+            for name, snapshot in zip((runs.BEST, runs.BEST_INFO),
+                                      runs.best_snapshot_paths(self.run_dir, done)):
+                if (self.run_dir / name).exists():
+                    runs.atomic_link(self.run_dir / name, snapshot)
             runs.atomic_save(self.model, runs.checkpoint_path(self.run_dir, done))
             self._prune()
         if done == self.config.epochs:
@@ -131,8 +138,35 @@ class RunCheckpoint(keras.callbacks.Callback):
     def _prune(self):
         keep = self.config.keep_ckpts
         if keep:
-            for _, path in runs.checkpoints(self.run_dir)[:-keep]:
+            for epoch, path in runs.checkpoints(self.run_dir)[:-keep]:
                 path.unlink()
+                for snapshot in runs.best_snapshot_paths(self.run_dir, epoch):
+                    snapshot.unlink(missing_ok=True)
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stop at the first batch whose loss is infinite or NaN, before anything of it is saved.
+
+    It must come before the callbacks that log and checkpoint, so the last checkpoint and the
+    best model on disk stay the last finite ones.
+    """
+
+    def __init__(self, run_dir):
+        super().__init__()
+        self.run_dir = run_dir
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            saved = runs.checkpoints(self.run_dir)
+            kept = f"checkpoint of epoch {saved[-1][0]}" if saved else "no checkpoint yet"
+            raise TrainingDiverged(
+                f"the loss became {float(loss)} in epoch {self.epoch + 1}, batch {batch + 1}: "
+                f"training stopped ({kept} and the best model are kept in {self.run_dir}); "
+                "lower --lr_start or change the network, and pass --run_dir NEW_DIR")
 
 
 class EpochSummary(keras.callbacks.Callback):
@@ -163,10 +197,88 @@ def _truncate_log(path, epochs_done):
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) < epochs_done]
-    tmp = path.with_name(f".{path.name}.partial")
-    with open(tmp, "w", newline="") as f:
-        csv.writer(f).writerows(kept)
-    os.replace(tmp, path)
+
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(kept)
+
+    atomic_write(path, write)
+
+
+def _roll_back_best(run_dir, epochs_done):
+    """Make best.keras / best.json what they were at the checkpoint of ``epochs_done``.
+
+    Epochs after that checkpoint are run again; a best model from one of them would otherwise
+    survive while log.csv rolls back, and block the same epoch from being saved as best again.
+    """
+    best = runs.read_json(run_dir / runs.BEST_INFO)
+    if best is None or best["epoch"] <= epochs_done:
+        return
+    snapshots = runs.best_snapshot_paths(run_dir, epochs_done)
+    if all(p.exists() for p in snapshots):
+        for name, snapshot in zip((runs.BEST, runs.BEST_INFO), snapshots):
+            runs.atomic_link(snapshot, run_dir / name)
+    else:  # no epoch up to the checkpoint was a best one
+        (run_dir / runs.BEST).unlink(missing_ok=True)
+        (run_dir / runs.BEST_INFO).unlink(missing_ok=True)
+
+
+def _roll_back_tensorboard(tb_dir, epochs_done, steps_done):
+    """Drop TensorBoard events of epochs after the resumed checkpoint, so none shows twice.
+
+    Keras writes ``epoch_*`` summaries at step = 0-based epoch and ``*_vs_iterations`` ones at
+    step = optimizer iterations.
+    """
+    import tensorflow as tf
+
+    for path in sorted(Path(tb_dir).rglob("*tfevents*")):
+        records, dropped = [], 0
+        try:
+            for record in tf.data.TFRecordDataset(str(path)):
+                event = tf.compat.v1.Event.FromString(record.numpy())
+                vs_steps = any(v.tag.endswith("_vs_iterations") for v in event.summary.value)
+                if event.summary.value and event.step >= (steps_done + 1 if vs_steps else epochs_done):
+                    dropped += 1
+                else:
+                    records.append(record.numpy())
+        except tf.errors.DataLossError:
+            dropped += 1  # the tail of a file cut short by a kill
+        if dropped:
+            def write(tmp, records=records):
+                with tf.io.TFRecordWriter(str(tmp)) as w:
+                    for r in records:
+                        w.write(r)
+            atomic_write(path, write)
+
+
+def _seed_epoch(model, seed, epoch):
+    """Make all randomness of 0-based ``epoch`` (shuffling, dropout) a function of (seed, epoch).
+
+    The dropout layers' seed generators are not saved in checkpoints, so they are reset here;
+    a run killed and resumed thus draws exactly the numbers of an uninterrupted one.
+
+    Returns
+    -------
+    numpy.random.Generator
+        The generator for the epoch's shuffling.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    keras.utils.set_random_seed(int(rng.integers(2**31)))
+    for v in model.variables:
+        if v.path.endswith("seed_generator_state"):
+            v.assign(np.array([rng.integers(2**31), 0], dtype=v.dtype))
+    return rng
+
+
+def _fresh_model(config, print_fn):
+    """Build and compile a new network (from ``--param_file`` if given), checking it can learn."""
+    keras.utils.set_random_seed(config.seed)
+    model = compile_model(build_model(config), config)
+    if config.param_file:
+        load_initial_weights(model, config.param_file)
+        print_fn(f"starting from the weights of {config.param_file}")
+    check_quantized_weights_alive(model)
+    return model
 
 
 def train_and_evaluate(config, verbose="auto", print_fn=print):
@@ -188,48 +300,73 @@ def train_and_evaluate(config, verbose="auto", print_fn=print):
         The contents of ``results.json``: test accuracy of the best and final models and more.
     """
     config.resolve()
+    runs.check_run_dir(runs.run_dir_of(config))
     data = load_dataset(config)
     if len(data.x_train) == 0:
         raise BnnError(f"no training images in {config.data_set}: check the data set files")
+    # Everything that can fail on bad input is checked before the run directory is created.
+    model = None if runs.checkpoints(runs.run_dir_of(config)) else _fresh_model(config, print_fn)
     run_dir = runs.prepare_run_dir(config)
-    saved = runs.checkpoints(run_dir)
-    initial_epoch = saved[-1][0] if saved else 0
-    keras.utils.set_random_seed(config.seed + initial_epoch)
-    if saved:
-        model = runs.load_model_file(saved[-1][1])
-        if initial_epoch >= config.epochs:
-            print_fn(f"{run_dir} is complete ({config.epochs} epochs): testing its models again")
-        else:
-            print_fn(f"resuming {run_dir} after epoch {initial_epoch}")
-    else:
-        model = compile_model(build_model(config), config)
-        if config.param_file:
-            load_initial_weights(model, config.param_file)
-            print_fn(f"starting from the weights of {config.param_file}")
-        check_quantized_weights_alive(model)
-    best = runs.read_json(run_dir / runs.BEST_INFO, {"val_accuracy": -1.0})
-    _truncate_log(run_dir / runs.LOG, initial_epoch)
+    try:
+        model, initial_epoch = _resume(config, run_dir, model, print_fn)
+        start = time.perf_counter()
+        if initial_epoch < config.epochs:
+            _fit(config, run_dir, model, data, initial_epoch, verbose, print_fn)
+        train_seconds = time.perf_counter() - start
+        return _test(config, run_dir, data, train_seconds, print_fn)
+    finally:
+        runs.release_run_dir(run_dir)
 
-    has_val = len(data.x_val) > 0
+
+def _resume(config, run_dir, model, print_fn):
+    """``(model, epochs done)``: the newest checkpoint, with the run directory rolled back to it."""
+    saved = runs.checkpoints(run_dir)
+    if not saved:
+        return model or _fresh_model(config, print_fn), 0
+    initial_epoch = saved[-1][0]
+    model = runs.load_model_file(saved[-1][1])
+    if initial_epoch >= config.epochs:
+        print_fn(f"{run_dir} is complete ({config.epochs} epochs): testing its models again")
+        if not (run_dir / runs.FINAL).exists():  # killed before final.keras was linked
+            runs.atomic_link(saved[-1][1], run_dir / runs.FINAL)
+    else:
+        print_fn(f"resuming {run_dir} after epoch {initial_epoch}")
+    _truncate_log(run_dir / runs.LOG, initial_epoch)
+    _roll_back_best(run_dir, initial_epoch)
+    if (run_dir / runs.TB_DIR).exists() and keras.backend.backend() == "tensorflow":
+        _roll_back_tensorboard(run_dir / runs.TB_DIR, initial_epoch,
+                               int(model.optimizer.iterations.numpy()))
+    return model, initial_epoch
+
+
+def _fit(config, run_dir, model, data, initial_epoch, verbose, print_fn):
+    """Train epochs ``initial_epoch..epochs-1``, one ``fit`` call per epoch.
+
+    Each epoch shuffles with, and seeds dropout from, a generator of (seed, epoch) alone, so a
+    resumed run repeats an uninterrupted one number for number.
+    """
+    best = runs.read_json(run_dir / runs.BEST_INFO, {"val_accuracy": -1.0})
+    if verbose == "auto":
+        verbose = 1 if os.isatty(1) else 0
     callbacks = [
+        StopOnNonFiniteLoss(run_dir),
         keras.callbacks.LearningRateScheduler(lambda epoch: learning_rate(config, epoch)),
         keras.callbacks.CSVLogger(str(run_dir / runs.LOG), append=True),
         RunCheckpoint(run_dir, config, best["val_accuracy"]),
-        EpochSummary(config.epochs, print_fn),
     ]
     if keras.backend.backend() == "tensorflow":
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / runs.TB_DIR), write_graph=False))
-    if verbose == "auto":
-        verbose = 1 if os.isatty(1) else 0
-    start = time.perf_counter()
-    if initial_epoch < config.epochs:
-        print_fn(f"training {model.name} on {len(data.x_train)} {config.data_set} images "
-                 f"({len(data.x_val)} validation) for {config.epochs} epochs into {run_dir}")
-        model.fit(data.x_train, data.y_train, batch_size=config.batch_size, epochs=config.epochs,
-                  initial_epoch=initial_epoch, validation_data=(data.x_val, data.y_val) if has_val else None,
-                  shuffle=True, callbacks=callbacks, verbose=verbose)
-    train_seconds = time.perf_counter() - start
-    return _test(config, run_dir, data, train_seconds, print_fn)
+    if verbose:  # the progress bar finishes its line before the epoch summary is printed
+        callbacks.append(keras.callbacks.ProgbarLogger())
+    callbacks.append(EpochSummary(config.epochs, print_fn))
+    has_val = len(data.x_val) > 0
+    print_fn(f"training {model.name} on {len(data.x_train)} {config.data_set} images "
+             f"({len(data.x_val)} validation) for {config.epochs} epochs into {run_dir}")
+    for epoch in range(initial_epoch, config.epochs):
+        order = _seed_epoch(model, config.seed, epoch).permutation(len(data.x_train))
+        model.fit(data.x_train[order], data.y_train[order], batch_size=config.batch_size,
+                  epochs=epoch + 1, initial_epoch=epoch, shuffle=False, callbacks=callbacks,
+                  validation_data=(data.x_val, data.y_val) if has_val else None, verbose=verbose)
 
 
 def _test(config, run_dir, data, train_seconds, print_fn):

@@ -32,7 +32,7 @@ def log_rows(run_dir):
 
 
 def snapshot(folder):
-    return {p: p.stat().st_mtime_ns for p in Path(folder).rglob("*") if p.is_file()}
+    return {p: p.stat().st_mtime_ns for p in Path(folder).rglob("*") if p.is_file() and p.name != runs.LOCK}
 
 
 def test_mlp_run_directory_and_learning(tiny_data_dir, tmp_path, capsys):
