@@ -8,6 +8,7 @@ reads it back from there, so no parameter is ever retyped.
 import argparse
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,9 @@ DEBUG_SIZES = {"train": 500, "val": 100, "test": 500}
 DEBUG_EPOCHS = 2
 # Fields that only say where things are; they may differ when a run is resumed.
 PATH_FIELDS = ("run_dir", "data_dir", "param_file")
+# Sections of --help, in order; a field names its own with ``group=`` (others go last).
+HELP_GROUPS = ("data", "network", "quantization", "optimisation", "run directory")
+SEED_LIMIT = 2**32  # numpy, TensorFlow and JAX seeds are unsigned 32-bit integers
 
 
 def _arg(default, help, **cli):
@@ -38,37 +42,54 @@ class RunConfig:
     given as ``None`` and are filled in by :meth:`resolve`.
     """
 
-    data_set: str = _arg("cifar-10", "data set to train on: MNIST or cifar-10")
-    batch_size: int = _arg(50, "size of batches for training")
+    data_set: str = _arg("cifar-10", "data set to train on", group="data",
+                         metavar="{MNIST,cifar-10}")
+    batch_size: int = _arg(50, "size of batches for training", group="optimisation")
     epochs: int = _arg(None, "number of epochs in training (default: 500, or 2 with --debug)",
-                       type=int)
-    lr_start: float = _arg(0.001, "learning rate for the first epoch")
-    lr_end: float = _arg(3e-7, "learning rate for the last epoch (exponential decay per epoch)")
-    loss_mode: str = _arg("hinge-loss", "hinge-loss (squared hinge on +-1 targets) or softmax")
+                       type=int, group="optimisation")
+    lr_start: float = _arg(0.001, "learning rate for the first epoch", group="optimisation")
+    lr_end: float = _arg(3e-7, "learning rate for the last epoch (exponential decay per epoch)",
+                         group="optimisation")
+    loss_mode: str = _arg("hinge-loss", "squared hinge on +-1 targets, or softmax cross-entropy",
+                          group="optimisation", metavar="{hinge-loss,softmax}")
     conv: list = _list_arg([128, 128, 256, 256, 512, 512],
-                           "feature maps of each conv layer; give --conv alone for an MLP", type=int)
-    fc: list = _list_arg([1024, 1024], "units of each hidden fully connected layer", type=int)
+                           "feature maps of each conv layer; give --conv alone for an MLP", type=int,
+                           group="network")
+    fc: list = _list_arg([1024, 1024], "units of each hidden fully connected layer", type=int,
+                         group="network")
     max_pool: list = _arg(None, "1/0 per conv layer: 2x2 max pool after it "
-                          "(default: after every second layer)", nargs="*", type=int)
-    filter_size: int = _arg(3, "side of the square conv filters")
-    ckpt_n: int = _arg(10, "save a checkpoint every n epochs")
-    keep_ckpts: int = _arg(5, "keep the newest n periodic checkpoints (0 keeps all)")
-    continuous: bool = _arg(False, "float weights and hard-tanh activations (the float baseline)")
-    debug: bool = _arg(False, "quick test: a small fraction of the data and 2 epochs")
-    levels: int = _arg(2, "2 = binary, 3 = ternary weights and activations")
-    threshold: float = _arg(0.0, "ternarization threshold in [0, 1) (levels 3)")
+                          "(default: after every second layer)", nargs="*", type=int,
+                          group="network")
+    filter_size: int = _arg(3, "side of the square conv filters", group="network")
+    ckpt_n: int = _arg(10, "save a checkpoint every n epochs", group="run directory")
+    keep_ckpts: int = _arg(5, "keep the newest n periodic checkpoints (0 keeps all)",
+                           group="run directory")
+    continuous: bool = _arg(False, "float weights and hard-tanh activations (the float baseline)",
+                            group="quantization")
+    debug: bool = _arg(False, "quick test: a small fraction of the data and 2 epochs", group="data")
+    levels: int = _arg(2, "2 = binary, 3 = ternary weights and activations", group="quantization",
+                       metavar="{2,3}")
+    threshold: float = _arg(0.0, "ternarization threshold in [0, 1) (levels 3)",
+                            group="quantization")
     quantize_weights: list = _arg(None, "1/0 per weight layer (conv, fc, output): quantize its "
-                                  "weights (default: all, unless --continuous)", nargs="*", type=int)
+                                  "weights (default: all, unless --continuous)", nargs="*", type=int,
+                                  group="quantization")
     quantize_activations: list = _arg(None, "1/0 per hidden layer (conv, fc): quantize its "
                                       "activations (default: all, unless --continuous)",
-                                      nargs="*", type=int)
-    dropout_in: float = _arg(0.0, "dropout rate on the input image")
-    dropout_hidden: float = _arg(0.0, "dropout rate after each hidden layer's activation")
-    val_fraction: float = _arg(0.1, "fraction of the training files held out for validation")
-    seed: int = _arg(0, "random seed (initialisation, split, shuffling)")
-    param_file: str = _arg(None, "start from these weights: a .keras file or a run directory")
-    run_dir: str = _arg(None, "where checkpoints and logs go (default: runs/<data set>-<mode>)")
-    data_dir: str = _arg(None, "where the data sets are (default: data/, or $BNN_DATA_DIR)")
+                                      nargs="*", type=int, group="quantization")
+    dropout_in: float = _arg(0.0, "dropout rate on the input image", group="network")
+    dropout_hidden: float = _arg(0.0, "dropout rate after each hidden layer's activation",
+                                 group="network")
+    val_fraction: float = _arg(0.1, "fraction of the training files held out for validation",
+                               group="data")
+    seed: int = _arg(0, "random seed in [0, 2**32) (initialisation, split, shuffling, dropout)",
+                     group="optimisation")
+    param_file: str = _arg(None, "start from these weights: a .keras file or a run directory",
+                           group="run directory")
+    run_dir: str = _arg(None, "where checkpoints and logs go (default: runs/<data set>-<mode>)",
+                        group="run directory")
+    data_dir: str = _arg(None, "where the data sets are (default: data/, or $BNN_DATA_DIR)",
+                         group="data")
 
     # -- derived ----------------------------------------------------------------------------
     @property
@@ -119,8 +140,14 @@ class RunConfig:
             raise BnnError(f"--keep_ckpts must be 0 (keep all) or more, got {self.keep_ckpts}")
         if any(n < 1 for n in self.conv + self.fc):
             raise BnnError(f"layer sizes must be positive: --conv {self.conv} --fc {self.fc}")
-        if not (0 < self.lr_end <= self.lr_start):
+        for name in ("lr_start", "lr_end"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise BnnError(f"--{name} must be a finite number > 0, got {value}")
+        if not self.lr_end <= self.lr_start:
             raise BnnError(f"need 0 < --lr_end <= --lr_start, got {self.lr_end} and {self.lr_start}")
+        if not 0 <= self.seed < SEED_LIMIT:
+            raise BnnError(f"--seed must be an integer in [0, 2**32), got {self.seed}")
         for name in ("dropout_in", "dropout_hidden"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise BnnError(f"--{name} must lie in [0, 1), got {getattr(self, name)}")
@@ -131,7 +158,7 @@ class RunConfig:
         if len(self.max_pool) != self.n_conv:
             raise BnnError(f"--max_pool needs one 0/1 per conv layer: got {len(self.max_pool)} "
                            f"values {self.max_pool} for {self.n_conv} conv layers {self.conv}")
-        self.max_pool = [int(bool(p)) for p in self.max_pool]
+        self.max_pool = _check_switches("max_pool", self.max_pool)
         self.quantize_weights = self._per_layer("quantize_weights", self.n_hidden + 1)
         self.quantize_activations = self._per_layer("quantize_activations", self.n_hidden)
         return self
@@ -145,7 +172,7 @@ class RunConfig:
                            "some on: give one or the other")
         if len(values) != n:
             raise BnnError(f"--{name} needs {n} values of 0/1, got {len(values)}: {values}")
-        return [int(bool(v)) for v in values]
+        return _check_switches(name, values)
 
     # -- persistence ------------------------------------------------------------------------
     def to_dict(self):
@@ -184,24 +211,56 @@ class RunConfig:
         return {k: (a[k], b[k]) for k in a if k not in ignore and a[k] != b[k]}
 
 
+def _check_switches(name, values):
+    """The per-layer 0/1 list ``values`` of flag ``--name`` as ints; anything else is refused."""
+    bad = [v for v in values if v not in (0, 1)]
+    if bad:
+        raise BnnError(f"--{name} takes 0 or 1 per layer, got {bad[0]} in {values}")
+    return [int(v) for v in values]
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes in one line (argparse prints the whole usage block by default)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(description=None):
-    """An ``argparse`` parser with one flag per :class:`RunConfig` field."""
-    parser = argparse.ArgumentParser(description=description)
+    """An ``argparse`` parser with one flag per :class:`RunConfig` field, in --help sections.
+
+    A field's metadata gives its ``help`` text, its section (``group``, one of
+    :data:`HELP_GROUPS`; fields without one are listed last) and any ``argparse`` keywords.
+    """
+    parser = _Parser(description=description, usage="%(prog)s [options]")
+    sections = {name: parser.add_argument_group(name) for name in HELP_GROUPS}
     for f in dataclasses.fields(RunConfig):
         meta = dict(f.metadata)
         help_ = meta.pop("help")
+        group = meta.pop("group", None)
+        if group not in sections:
+            sections[group] = parser.add_argument_group(group or "other options")
+        section = sections[group]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         if f.type is bool or f.type == "bool":
-            parser.add_argument(f"--{f.name}", action="store_true", help=help_)
+            section.add_argument(f"--{f.name}", action="store_true", help=f"{help_} (default: off)")
             continue
-        shown = help_ if "default" in help_ else f"{help_} (default: {default})"
+        shown = help_ if "default" in help_ else f"{help_} (default: {_shown(default)})"
         kwargs = {"default": default, "help": shown}
         if "nargs" not in meta:
             kwargs["type"] = {"int": int, "float": float, "str": str}.get(
                 f.type if isinstance(f.type, str) else f.type.__name__, str)
         kwargs.update(meta)
-        parser.add_argument(f"--{f.name}", **kwargs)
+        section.add_argument(f"--{f.name}", **kwargs)
     return parser
+
+
+def _shown(default):
+    if default is None:
+        return "none"
+    if isinstance(default, list):
+        return " ".join(map(str, default)) or "none"
+    return default
 
 
 def config_from_args(argv=None, description=None):

@@ -1,9 +1,16 @@
 """RunConfig: defaults of the original repository, per-layer lists, bad input, JSON round trip."""
 
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from bnn.config import RunConfig, config_from_args
 from bnn.errors import BnnError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_match_the_original_repository():
@@ -49,6 +56,15 @@ def test_per_layer_switches():
     (["--conv", "8", "--fc", "4", "--quantize_weights", "1"], "--quantize_weights needs 3 values"),
     (["--continuous", "--conv", "8", "--fc", "4", "--quantize_weights", "1", "1", "1"], "--continuous"),
     (["--lr_start", "1e-4", "--lr_end", "1e-3"], "lr_end"),
+    (["--lr_start", "inf"], "--lr_start must be a finite number > 0, got inf"),
+    (["--lr_start", "nan"], "--lr_start must be a finite number > 0, got nan"),
+    (["--lr_start", "0"], "--lr_start must be a finite number > 0, got 0.0"),
+    (["--lr_end", "-1"], "--lr_end must be a finite number > 0"),
+    (["--seed", "-1"], r"--seed must be an integer in \[0, 2\*\*32\), got -1"),
+    (["--seed", "99999999999"], "got 99999999999"),
+    (["--conv", "8", "--fc", "4", "--quantize_activations", "2", "1"],
+     r"--quantize_activations takes 0 or 1 per layer, got 2"),
+    (["--conv", "8", "--max_pool", "3"], "--max_pool takes 0 or 1 per layer, got 3"),
 ])
 def test_bad_input_is_one_clear_line(argv, match):
     with pytest.raises(BnnError, match=match) as info:
@@ -71,3 +87,34 @@ def test_unknown_keys_are_refused(tmp_path):
     (tmp_path / "config.json").write_text('{"data_set": "MNIST", "wingspan": 3}')
     with pytest.raises(BnnError, match="unknown config keys"):
         RunConfig.load(tmp_path / "config.json")
+
+
+def test_usage_mistakes_are_one_line(capsys):
+    with pytest.raises(SystemExit) as info:
+        config_from_args(["--seed", "x"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: argument --seed: invalid int value: 'x'") and err.count("\n") == 1
+
+
+def test_help_is_grouped_with_choices_and_defaults_without_tensorflow():
+    code = ("import sys, run_bnn\n"
+            "try:\n    run_bnn.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('TF' if 'tensorflow' in sys.modules or 'keras' in sys.modules else 'light')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                         timeout=60).stdout
+    assert out.rstrip().endswith("light"), "--help imported TensorFlow"
+    for section in ("data:", "network:", "quantization:", "optimisation:", "run directory:"):
+        assert f"\n{section}\n" in out
+    assert "--data_set {MNIST,cifar-10}" in out and "--levels {2,3}" in out
+    assert "--loss_mode {hinge-loss,softmax}" in out
+    entries = {}
+    for line in out.splitlines():
+        if line.startswith("  --"):
+            flag = line.split()[0]
+            entries[flag] = line
+        elif line.startswith("   ") and entries:
+            entries[flag] += " " + line.strip()
+    assert sorted(entries) == sorted(f"--{f.name}" for f in dataclasses.fields(RunConfig))
+    for flag, entry in entries.items():
+        assert "(default:" in entry, f"{flag} does not show its default"
