@@ -214,3 +214,25 @@ def test_full_disk_mid_run_exits_1_and_keeps_the_previous_checkpoint(
     monkeypatch.undo()
     assert run(ARGV, data_dir, run_dir) == 0  # room again: the same command finishes the run
     assert [e for e, _ in runs.checkpoints(run_dir)] == [1, 2, 3]
+
+
+def test_plain_keras_loads_our_checkpoints_after_import_bnn(uninterrupted):
+    """``import bnn`` stays light, yet registers every custom object once Keras is loaded."""
+    code = ("import sys, bnn, bnn.geometry, bnn.theory\n"
+            "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules\n"
+            "import keras\n"
+            "model = keras.saving.load_model(sys.argv[1])\n"
+            "print(model.name, model.loss.__name__)")
+    out = subprocess.run([sys.executable, "-c", code, str(uninterrupted[0] / runs.FINAL)],
+                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["bnn_binary", "squared_hinge"]
+
+
+def test_output_starts_with_the_programs_own_line(tmp_path):
+    """No TensorFlow start-up logging before (or instead of) the one-line error."""
+    out = subprocess.run([sys.executable, "run_bnn.py", "--data_set", "MNIST", "--data_dir",
+                          str(tmp_path / "no-data"), "--run_dir", str(tmp_path / "run")],
+                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1, out.stderr
