@@ -193,7 +193,8 @@ def make_session(retries=5, backoff_factor=0.5):
     backoff_factor : float
         urllib3 backoff: the n-th consecutive retry waits ``backoff_factor * 2 ** (n - 1)`` s.
     """
-    retry = Retry(total=retries, connect=retries, read=retries, status=retries,
+    # read=0: a server that stops sending fails after one read timeout, not after retries more.
+    retry = Retry(total=retries, connect=retries, read=0, status=retries,
                   backoff_factor=backoff_factor, status_forcelist=(429, 500, 502, 503, 504),
                   allowed_methods=frozenset({"GET"}), raise_on_status=False)
     session = requests.Session()
@@ -263,8 +264,12 @@ class _Progress:
             sys.stderr.flush()
 
 
-def _stream_to(session, url, tmp, timeout, progress):
-    """GET ``url`` into the open file ``tmp``; return its md5. Raises FetchError."""
+def _stream_to(session, url, tmp, timeout, progress, deadline=None):
+    """GET ``url`` into the open file ``tmp``; return its md5. Raises FetchError.
+
+    ``deadline`` (a ``time.monotonic()`` value) bounds the whole transfer, so a server that
+    trickles bytes forever fails too; a read timeout is not restartable (the server stopped).
+    """
     try:
         response = session.get(url, stream=True, timeout=timeout)
     except requests.RequestException as e:
@@ -278,11 +283,17 @@ def _stream_to(session, url, tmp, timeout, progress):
         digest, size = hashlib.md5(), 0
         try:
             # decode_content=False: keep the bytes exactly as published, so the md5 matches.
-            for chunk in response.raw.stream(CHUNK_SIZE, decode_content=False):
+            # read1: return what has arrived, so the deadline is checked however slow the flow.
+            for chunk in iter(lambda: response.raw.read1(CHUNK_SIZE, decode_content=False), b""):
+                if deadline is not None and time.monotonic() > deadline:
+                    raise FetchError(f"could not download {url}: still incomplete after the "
+                                     f"--deadline ({size} bytes received); try a faster mirror")
                 tmp.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)
                 bar.update(len(chunk))
+        except urllib3.exceptions.ReadTimeoutError as e:
+            raise FetchError(f"could not download {url}: {_describe(e)}") from e
         except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
             raise FetchError(f"could not download {url}: {_describe(e)}", restartable=True) from e
         finally:
@@ -294,7 +305,7 @@ def _stream_to(session, url, tmp, timeout, progress):
 
 
 def fetch_file(urls, dest, expected_md5=None, *, session=None, timeout=(10, 60),
-               allow_unverified=False, retries=5, progress=True):
+               allow_unverified=False, retries=5, progress=True, deadline=3600.0):
     """Download ``dest.name`` from the first of ``urls`` that works, atomically, and verify it.
 
     The bytes go to a temporary file in ``dest``'s folder, which is renamed to ``dest`` only
@@ -318,6 +329,8 @@ def fetch_file(urls, dest, expected_md5=None, *, session=None, timeout=(10, 60),
         Times a download that broke off mid-file is restarted (per URL).
     progress : bool
         Show a progress line on stderr when it is a terminal.
+    deadline : float or None
+        Seconds the whole file may take, restarts and fallback URLs included.
 
     Returns
     -------
@@ -335,6 +348,7 @@ def fetch_file(urls, dest, expected_md5=None, *, session=None, timeout=(10, 60),
     dest.parent.mkdir(parents=True, exist_ok=True)
     session = session or make_session(retries)
     failures = []
+    end = None if deadline is None else time.monotonic() + deadline
     for url in urls:
         for attempt in range(retries + 1):
             fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part",
@@ -342,7 +356,7 @@ def fetch_file(urls, dest, expected_md5=None, *, session=None, timeout=(10, 60),
             try:
                 print(f"downloading {url}")
                 with os.fdopen(fd, "wb") as tmp:
-                    md5 = _stream_to(session, url, tmp, timeout, progress)
+                    md5 = _stream_to(session, url, tmp, timeout, progress, end)
                 _check_md5(md5, expected_md5, dest.name, url, allow_unverified)
                 os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes it owner-only
                 os.replace(tmp_name, dest)
@@ -450,7 +464,7 @@ def extract_archive(archive, dest_dir, top_dir, expected_files=()):
 
 
 def download(data_set, data_dir=None, *, mirror=None, allow_unverified=False, retries=5,
-             backoff_factor=0.5, timeout=(10, 60), md5s=None, progress=True):
+             backoff_factor=0.5, timeout=(10, 60), md5s=None, progress=True, deadline=3600.0):
     """Download (and for CIFAR-10 extract) ``data_set`` unless it is already there.
 
     Parameters
@@ -473,6 +487,8 @@ def download(data_set, data_dir=None, *, mirror=None, allow_unverified=False, re
         other files).
     progress : bool
         Show a progress line on stderr when it is a terminal.
+    deadline : float or None
+        Seconds each file's download may take in all.
 
     Returns
     -------
@@ -501,6 +517,8 @@ def download(data_set, data_dir=None, *, mirror=None, allow_unverified=False, re
                                          for f in spec.extracted_files)
         for name, md5 in expected.items():
             dest = folder / name
+            if name == spec.archive and extracted and not dest.exists():
+                continue  # its complete extracted copy is what load_data reads
             if dest.exists():
                 got = file_md5(dest)
                 if got != md5 and not allow_unverified:
@@ -514,7 +532,7 @@ def download(data_set, data_dir=None, *, mirror=None, allow_unverified=False, re
             try:
                 fetch_file([base + name for base in bases], dest, md5, session=session,
                            timeout=timeout, allow_unverified=allow_unverified, retries=retries,
-                           progress=progress)
+                           progress=progress, deadline=deadline)
             except FetchError as e:
                 hint = (f"check that the mirror serves {spec.subdir}/{name}" if mirror else
                         "check the network connection, or pass --mirror BASE_URL")
@@ -523,13 +541,58 @@ def download(data_set, data_dir=None, *, mirror=None, allow_unverified=False, re
             print(f"{folder / spec.extract_dir} is already extracted")
         elif spec.archive:
             print(f"extracting {folder / spec.archive}")
-            extract_archive(folder / spec.archive, folder, spec.extract_dir, spec.extracted_files)
+            try:
+                extract_archive(folder / spec.archive, folder, spec.extract_dir,
+                                spec.extracted_files)
+            except UnsafeArchiveError as e:
+                if not allow_unverified:
+                    raise
+                (folder / spec.archive).unlink()
+                raise UnsafeArchiveError(f"{e}; the unverified archive was deleted") from e
+        if allow_unverified:
+            _check_contents(spec, folder, data_dir)
     except BaseException:
         if not any(folder.iterdir()):  # leave no empty folder behind a failed first download
             folder.rmdir()
         raise
     print(f"{spec.name} is ready in {folder}")
     return folder
+
+
+def _check_contents(spec, folder, data_dir):
+    """Read every file of an unverified data set as load_data will, and delete what fails.
+
+    A file whose md5 could not be verified may still be truncated or corrupt: this checks what
+    can be checked (gzip stream complete, idx header and size, the pickles' arrays and shapes).
+
+    Raises
+    ------
+    UnsafeArchiveError
+        Naming the file that failed and saying it was deleted.
+    """
+    if __package__ != "data":  # run as a script: load_data is imported as data.load_data
+        sys.path.insert(0, str(DEFAULT_DATA_DIR.parent))
+    from data.load_data import DataError, read_cifar_batch, read_idx
+
+    if spec.archive:
+        checks = [(folder / spec.extract_dir / name, read_cifar_batch)
+                  for name in spec.extracted_files if name.startswith(("data_batch", "test"))]
+    else:
+        checks = [(folder / name, lambda path, data_dir: read_idx(
+            path, "labels" if "labels" in path.name else "images", data_dir)) for name in spec.md5s]
+    for path, read in checks:
+        try:
+            read(path, data_dir)
+        except DataError as e:
+            bad = [path] if not spec.archive else [folder / spec.extract_dir, folder / spec.archive]
+            for p in bad:
+                if p.is_dir():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink(missing_ok=True)
+            why = str(e).split(" (", 1)[1].split("): run", 1)[0] if " (" in str(e) else str(e)
+            raise UnsafeArchiveError(f"{path} is corrupt ({why}); it was deleted: download it "
+                                     "again, from another --mirror if it fails again") from None
 
 
 def remove(data_set, data_dir=None):
@@ -587,6 +650,9 @@ def build_parser():
                         help="retries per request on connection errors and 5xx (default: 5)")
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds to wait for the server to send data (default: 60)")
+    parser.add_argument("--deadline", type=float, default=3600.0,
+                        help="seconds each file may take in all, however slowly it comes "
+                             "(default: 3600)")
     return parser
 
 
@@ -598,9 +664,10 @@ def main(argv=None):
         return e.code if isinstance(e.code, int) else EXIT_ERROR
     try:
         data_set = canonical_data_set(args.data_set)
-        if args.retries < 0 or args.timeout <= 0:
-            raise ValueError(f"--retries must be >= 0 and --timeout > 0, got "
-                             f"--retries {args.retries} --timeout {args.timeout}")
+        if args.retries < 0 or not args.timeout > 0 or not args.deadline > 0:
+            raise ValueError(f"--retries must be >= 0, --timeout and --deadline > 0, got "
+                             f"--retries {args.retries} --timeout {args.timeout} "
+                             f"--deadline {args.deadline}")
         if args.remove:
             removed = remove(data_set, args.data_dir)
             for path in removed:
@@ -611,7 +678,7 @@ def main(argv=None):
             return 0
         download(data_set, args.data_dir, mirror=args.mirror,
                  allow_unverified=args.allow_unverified, retries=args.retries,
-                 timeout=(min(10.0, args.timeout), args.timeout))
+                 timeout=(min(10.0, args.timeout), args.timeout), deadline=args.deadline)
     except DownloadError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

@@ -38,6 +38,12 @@ class _Handler(BaseHTTPRequestHandler):
         # "truncate": promise more bytes than are sent, then close the connection.
         self.send_header("Content-Length", str(len(body) + (1000 if mode == "truncate" else 0)))
         self.end_headers()
+        if mode == "trickle":  # a few bytes at a time, for up to 5 s
+            for i in range(100):
+                self.wfile.write(body[i * 10:(i + 1) * 10])
+                self.wfile.flush()
+                time.sleep(0.05)
+            return
         if mode == "stall":
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()
@@ -402,3 +408,62 @@ def test_script_runs_from_repo_root_and_from_data(cwd, script):
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
         "error: unknown data set 'nope': choose one of MNIST, cifar-10"]
+
+
+# --- unverified files are still checked; deadlines (issue 9) ------------------------------
+
+def test_allow_unverified_still_deletes_a_truncated_file(tmp_path, server, mirror, capsys):
+    name = "train-images-idx3-ubyte.gz"
+    server.serve(f"/mnist/{name}", mirror[name][:-300])  # a complete response of a cut file
+    code, _, err = run_main(["--data_set", "MNIST", "--mirror", server.url, "--data_dir",
+                             str(tmp_path), "--allow_unverified"], capsys)
+    assert code == 2
+    assert_one_error_line(err.split("\n")[-2], name, "is corrupt", "it was deleted")
+    assert not (tmp_path / "mnist" / name).exists()
+    assert "is ready" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("damage", ["truncated", "wrong shape"])
+def test_allow_unverified_still_checks_the_archive(tmp_path, server, mirror, capsys, damage):
+    archive = mirror["cifar-10-python.tar.gz"][:-200]
+    if damage == "wrong shape":
+        import pickle
+        import numpy as np
+        bad = pickle.dumps({b"data": np.zeros((4, 100), np.uint8), b"labels": [0, 1, 2, 3]})
+        names = [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"]
+        archive = cifar_archive_bytes({n: bad for n in names})
+    server.serve("/cifar10/cifar-10-python.tar.gz", archive)
+    code, _, err = run_main(["--data_set", "cifar-10", "--mirror", server.url, "--data_dir",
+                             str(tmp_path), "--allow_unverified"], capsys)
+    assert code == 2
+    assert_one_error_line(err.strip().split("\n")[-1], "deleted")
+    assert not (tmp_path / "cifar10").exists() or not any((tmp_path / "cifar10").iterdir())
+
+
+def test_extracted_data_is_not_fetched_again_without_its_archive(tmp_path, server, published, capsys):
+    assert run_main(["--data_set", "cifar-10", "--mirror", server.url, "--data_dir",
+                     str(tmp_path)], capsys)[0] == 0
+    (tmp_path / "cifar10" / "cifar-10-python.tar.gz").unlink()
+    server.requests.clear()
+    code, out, _ = run_main(["--data_set", "cifar-10", "--mirror", server.url, "--data_dir",
+                             str(tmp_path)], capsys)
+    assert code == 0 and server.requests == [] and "already extracted" in out
+
+
+def test_a_trickling_server_meets_the_deadline(tmp_path, server):
+    server.serve("/mnist/train-images-idx3-ubyte.gz", b"x" * 5000, mode="trickle")
+    start = time.monotonic()
+    with pytest.raises(dd.FetchError, match="deadline"):
+        dd.download("MNIST", tmp_path, mirror=server.url, retries=3, timeout=(1, 2),
+                    deadline=0.5, progress=False)
+    assert time.monotonic() - start < 4
+    assert not (tmp_path / "mnist").exists()
+
+
+def test_a_stalled_server_fails_after_one_timeout(tmp_path, server):
+    path = "/mnist/train-images-idx3-ubyte.gz"
+    server.serve(path, b"x" * 5000, mode="stall")
+    with pytest.raises(dd.FetchError, match="timed out"):
+        dd.download("MNIST", tmp_path, mirror=server.url, retries=3, backoff_factor=0,
+                    timeout=(1, 0.2), progress=False)
+    assert server.requests == [path], "a stalled transfer was started over"
