@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bnn.errors import BnnError
+from data.download_data import canonical_data_set
 
-DATA_SETS = {"mnist": "MNIST", "cifar-10": "cifar-10"}
 LOSS_MODES = ("hinge-loss", "softmax")
 # Debug runs: a fraction of the data, a few epochs, so the whole path runs in about a minute.
 DEBUG_SIZES = {"train": 500, "val": 100, "test": 500}
@@ -121,10 +121,10 @@ class RunConfig:
         BnnError
             With a one-line message naming the bad value.
         """
-        key = str(self.data_set).lower()
-        if key not in DATA_SETS:
-            raise BnnError(f"unknown data set {self.data_set!r}: choose MNIST or cifar-10")
-        self.data_set = DATA_SETS[key]
+        try:
+            self.data_set = canonical_data_set(self.data_set)
+        except ValueError as e:
+            raise BnnError(str(e)) from None
         if self.epochs is None:
             self.epochs = DEBUG_EPOCHS if self.debug else 500
         if self.levels not in (2, 3):

@@ -8,9 +8,8 @@ its scores are not quantized. The input image is not quantized.
 import keras
 
 from bnn.layers import QuantActivation, QuantConv2D, QuantDense
+from data.load_data import IMAGE_SHAPES as INPUT_SHAPES, NUM_CLASSES as N_CLASSES
 
-N_CLASSES = 10
-INPUT_SHAPES = {"MNIST": (28, 28, 1), "cifar-10": (32, 32, 3)}
 # BatchNormalization settings of the paper's network.
 BN_KWARGS = {"momentum": 0.9, "epsilon": 1e-4}
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from bnn import runs
 from bnn.config import DEBUG_SIZES
-from bnn.errors import BnnError, TrainingDiverged
+from bnn.errors import BnnError, RunIOError, TrainingDiverged
 from bnn.files import atomic_write
 from bnn.losses import get_loss
 from bnn.model import build_model
@@ -314,6 +314,10 @@ def train_and_evaluate(config, verbose="auto", print_fn=print):
             _fit(config, run_dir, model, data, initial_epoch, verbose, print_fn)
         train_seconds = time.perf_counter() - start
         return _test(config, run_dir, data, train_seconds, print_fn)
+    except OSError as e:  # log.csv or TensorBoard could not be written: disk full, device gone
+        raise RunIOError(f"could not write into {run_dir}: {e.strerror or e}; the checkpoints "
+                         "already there are intact: make room and run the same command again "
+                         "to resume") from e
     finally:
         runs.release_run_dir(run_dir)
 
