@@ -8,3 +8,12 @@ so the numpy-only geometry modules load without TensorFlow.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # bnn.summary(model): the submodule is callable; load it (and Keras) only when asked.
+    if name == "summary":
+        import importlib
+
+        return importlib.import_module("bnn.summary")
+    raise AttributeError(f"module 'bnn' has no attribute {name!r}")

@@ -207,3 +207,47 @@ class PackedNetwork:
                      for i in range(0, len(x), batch_size)]
         return [np.concatenate(parts) for parts in zip(*per_batch)]
 
+
+
+def compare_with_keras(net, model, x, batch_size=100):
+    """Check a packed network against the Keras model it came from, image by image.
+
+    Parameters
+    ----------
+    net : PackedNetwork
+    model : keras.Model
+        The network that was packed.
+    x : array, shape (n, *input_shape)
+    batch_size : int
+
+    Returns
+    -------
+    dict
+        ``images``; ``layers``: per layer name, ``values`` compared, ``mismatched`` (dot products
+        that differ: for the float first layer, by more than float rounding could explain, 1e-3),
+        ``max_abs_diff`` and ``images_mismatched``; ``same_class``: images whose predicted class
+        equals the Keras model's; ``score_ties``: images where the Keras model's two best scores
+        are equal (the class is then a tie, whichever one argmax picks).
+    """
+    from bnn.layer_tensors import iter_inspect
+
+    x = net._check(x)
+    layers = {name: {"values": 0, "mismatched": 0, "images_mismatched": 0, "max_abs_diff": 0.0}
+              for name in net.layer_names}
+    same_class = score_ties = 0
+    for start, (scores, tensors) in zip(range(0, len(x), batch_size), iter_inspect(model, x, batch_size)):
+        batch = x[start:start + batch_size]
+        packed_dots = net.dot_products(batch, batch_size)
+        for ours, theirs in zip(packed_dots, tensors):
+            diff = np.abs(ours.astype(np.float64) - theirs.outputs)
+            bad = diff > (1e-3 if ours.dtype == np.float32 else 0)
+            row = layers[theirs.name]
+            row["values"] += diff.size
+            row["mismatched"] += int(bad.sum())
+            row["images_mismatched"] += int(bad.reshape(len(bad), -1).any(1).sum())
+            row["max_abs_diff"] = max(row["max_abs_diff"], float(diff.max()))
+        ours = net.predict(batch, batch_size)
+        same_class += int((ours.argmax(1) == scores.argmax(1)).sum())
+        top2 = np.sort(scores, axis=1)[:, -2:]
+        score_ties += int((top2[:, 0] == top2[:, 1]).sum())
+    return {"images": len(x), "layers": layers, "same_class": same_class, "score_ties": score_ties}
