@@ -166,15 +166,16 @@ class PackedNetwork:
         self._with_dots = tf.function(self._forward, jit_compile=True)
 
     def _forward(self, x):
-        h, dots = x, []
+        h, dots, acts = x, [], []
         for layer in self.layers:
             y = layer.dots(h)
             dots.append(y)
             if layer.m["pool"]:
                 y = _max_pool(y)
             if layer.is_output:
-                return layer.scores(y), dots
+                return layer.scores(y), dots, acts
             h = layer.activate(y)
+            acts.append(h)
         raise AssertionError("a packed network ends with its output layer")
 
     def _check(self, x):
@@ -193,24 +194,31 @@ class PackedNetwork:
         """Scores of one batch as a tensor, no copying (what a benchmark should time)."""
         return self._scores(x)
 
-    def dot_products(self, x, batch_size=1000):
-        """Every weight layer's dot products before pooling and batch norm.
+    def trace(self, x):
+        """Scores, every layer's dot products and activations of one batch (numpy).
 
         Returns
         -------
-        list of ndarray
-            One per layer, shaped as :attr:`bnn.layer_tensors.LayerTensors.outputs`: float32 for the
-            first layer, int32 for the others (the integers A^b . W^b).
+        scores : ndarray, shape (n, 10)
+        dots : list of ndarray
+            One per layer, shaped as :attr:`bnn.layer_tensors.LayerTensors.outputs` (before pooling
+            and batch norm): float32 for the first layer, int32 for the others (A^b . W^b).
+        activations : list of tuple of ndarray
+            One per hidden layer: its packed sign plane (and mask plane, ternary), uint64 words.
         """
-        x = self._check(x)
-        per_batch = [[d.numpy() for d in self._with_dots(tf.constant(x[i:i + batch_size]))[1]]
-                     for i in range(0, len(x), batch_size)]
-        return [np.concatenate(parts) for parts in zip(*per_batch)]
-
+        scores, dots, acts = self._with_dots(tf.constant(self._check(x)))
+        return (scores.numpy(), [d.numpy() for d in dots],
+                [tuple(p.numpy() for p in planes) for planes in acts])
 
 
 def compare_with_keras(net, model, x, batch_size=100):
-    """Check a packed network against the Keras model it came from, image by image.
+    """Check a packed network against the Keras model it came from, layer by layer, image by image.
+
+    The packed network runs on its own (its activations feed its next layer), and each layer's
+    dot products and activations are compared with the Keras model's. An activation can differ
+    only at a float tie: the first layer's dot products are float sums taken in another order, so
+    a unit whose batch-normalized value is within rounding of its threshold may flip. The layers
+    after such a flip see other inputs; they are compared on the other images only.
 
     Parameters
     ----------
@@ -223,31 +231,46 @@ def compare_with_keras(net, model, x, batch_size=100):
     Returns
     -------
     dict
-        ``images``; ``layers``: per layer name, ``values`` compared, ``mismatched`` (dot products
-        that differ: for the float first layer, by more than float rounding could explain, 1e-3),
-        ``max_abs_diff`` and ``images_mismatched``; ``same_class``: images whose predicted class
-        equals the Keras model's; ``score_ties``: images where the Keras model's two best scores
-        are equal (the class is then a tie, whichever one argmax picks).
+        ``images``; ``layers``: per layer name, ``compared`` (images whose inputs agree),
+        ``mismatched`` (dot products on those that differ: beyond 1e-3 for the float first layer,
+        at all for the integer ones), ``max_abs_diff``, ``flipped`` (activations that differ) and
+        ``flip_max_abs_pre_activation`` (the largest |batch-normalized value| at a flip: a tie is
+        tiny); ``same_class``: images whose predicted class equals the Keras model's;
+        ``score_ties``: images whose two best Keras scores are equal.
     """
     from bnn.layer_tensors import iter_inspect
 
     x = net._check(x)
-    layers = {name: {"values": 0, "mismatched": 0, "images_mismatched": 0, "max_abs_diff": 0.0}
-              for name in net.layer_names}
+    layers = {name: {"compared": 0, "mismatched": 0, "max_abs_diff": 0.0, "flipped": 0,
+                     "flip_max_abs_pre_activation": 0.0} for name in net.layer_names}
     same_class = score_ties = 0
     for start, (scores, tensors) in zip(range(0, len(x), batch_size), iter_inspect(model, x, batch_size)):
-        batch = x[start:start + batch_size]
-        packed_dots = net.dot_products(batch, batch_size)
-        for ours, theirs in zip(packed_dots, tensors):
-            diff = np.abs(ours.astype(np.float64) - theirs.outputs)
-            bad = diff > (1e-3 if ours.dtype == np.float32 else 0)
+        ours_scores, dots, acts = (v for v in net.trace(x[start:start + batch_size]))
+        agree = np.ones(len(scores), dtype=bool)  # images whose inputs to this layer agree
+        for ours, act, theirs in zip(dots, acts + [None], tensors):
             row = layers[theirs.name]
-            row["values"] += diff.size
-            row["mismatched"] += int(bad.sum())
-            row["images_mismatched"] += int(bad.reshape(len(bad), -1).any(1).sum())
-            row["max_abs_diff"] = max(row["max_abs_diff"], float(diff.max()))
-        ours = net.predict(batch, batch_size)
-        same_class += int((ours.argmax(1) == scores.argmax(1)).sum())
+            diff = np.abs(ours.astype(np.float64) - theirs.outputs)[agree]
+            row["compared"] += int(agree.sum())
+            row["mismatched"] += int((diff > (1e-3 if ours.dtype == np.float32 else 0)).sum())
+            row["max_abs_diff"] = max(row["max_abs_diff"], float(diff.max(initial=0.0)))
+            if act is None:
+                break
+            flips = _flipped(act, theirs.activation, theirs.activation.shape[-1]) & agree.reshape(
+                (-1,) + (1,) * (theirs.activation.ndim - 1))
+            row["flipped"] += int(flips.sum())
+            if flips.any():
+                row["flip_max_abs_pre_activation"] = max(row["flip_max_abs_pre_activation"],
+                                                         float(np.abs(theirs.pre_activation[flips]).max()))
+            agree &= ~flips.reshape(len(flips), -1).any(1)
+        same_class += int((ours_scores.argmax(1) == scores.argmax(1)).sum())
         top2 = np.sort(scores, axis=1)[:, -2:]
         score_ties += int((top2[:, 0] == top2[:, 1]).sum())
     return {"images": len(x), "layers": layers, "same_class": same_class, "score_ties": score_ties}
+
+
+def _flipped(planes, keras_activation, c):
+    """Where the packed activation planes differ from the Keras activations (bool, Keras's shape)."""
+    flips = unpack_bits(planes[0], c) != (keras_activation > 0)
+    if len(planes) == 2:
+        flips |= unpack_bits(planes[1], c) != (keras_activation != 0)
+    return flips

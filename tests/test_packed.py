@@ -55,7 +55,7 @@ def test_thresholds_sign_of_gamma_zero_gamma_and_sign_of_zero():
 def _check_exact(net, model, x):
     result = compare_with_keras(net, model, x, batch_size=len(x))
     for name, row in result["layers"].items():
-        assert row["mismatched"] == 0, (name, row)
+        assert (row["compared"], row["mismatched"], row["flipped"]) == (len(x), 0, 0), (name, row)
     assert result["same_class"] == len(x)
     return result
 
