@@ -141,10 +141,15 @@ class _Layer:
 
 
 def _max_pool(y):
-    # 2x2, stride 2, 'same': as keras.layers.MaxPooling2D(2, padding="same"). Integer dot
-    # products are exact in float32 (|x| < 2**24).
-    pooled = tf.nn.max_pool2d(tf.cast(y, tf.float32), 2, 2, "SAME")
-    return pooled if y.dtype == tf.float32 else tf.cast(pooled, y.dtype)
+    """2x2 max pool, stride 2, 'same' padding (keras.layers.MaxPooling2D(2, padding="same")).
+
+    As a reshape and a max rather than tf.nn.max_pool2d: XLA on CPU runs that reduce-window
+    several times slower. An odd side is padded at its end with the lowest value, as TF does.
+    """
+    _, h, w, c = y.shape
+    if h % 2 or w % 2:
+        y = tf.pad(y, [[0, 0], [0, h % 2], [0, w % 2], [0, 0]], constant_values=y.dtype.min)
+    return tf.reduce_max(tf.reshape(y, [-1, (h + 1) // 2, 2, (w + 1) // 2, 2, c]), axis=[2, 4])
 
 
 class PackedNetwork:

@@ -65,7 +65,8 @@ def _check_exact(net, model, x):
     CONV,
     dict(CONV, conv=[8, 16], fc=[], max_pool=[1, 1], levels=3, threshold=0.3),
     dict(MLP, quantize_weights=[0, 1, 1]),  # float first layer (as a rotated kernel is)
-], ids=["mlp", "conv", "ternary-conv", "float-first-layer"])
+    dict(data_set="MNIST", conv=[8, 8, 8], fc=[], max_pool=[1, 1, 1]),  # pooling 7x7 -> 4x4
+], ids=["mlp", "conv", "ternary-conv", "float-first-layer", "odd-pooling"])
 def test_packed_network_is_exact(config):
     # Sizes not multiples of 64 (padding bits), pooling and not, and 'same' borders, where Keras
     # pads with 0: the packed convolution must add the border correction to match.
