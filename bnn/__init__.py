@@ -77,3 +77,12 @@ if "keras" in sys.modules:
     register_keras_objects()
 elif not any(isinstance(f, _ImportHook) for f in sys.meta_path):
     sys.meta_path.insert(0, _ImportHook())
+
+
+def __getattr__(name):
+    # bnn.summary(model): the submodule is callable; load it (and Keras) only when asked.
+    if name == "summary":
+        import importlib
+
+        return importlib.import_module("bnn.summary")
+    raise AttributeError(f"module 'bnn' has no attribute {name!r}")
