@@ -91,6 +91,70 @@ def regression(x, y):
             "n": int(x.size)}
 
 
+def permuted_r_expected(weights_quantized, weights_continuous, mean=0.0, var=1.0):
+    """Expected Pearson r of A.W^q against A.W^c when A has i.i.d. entries, pooled over the filters.
+
+    Parameters
+    ----------
+    weights_quantized, weights_continuous : array, shape (k, k, c_in, c_out) or (d, c_out)
+    mean, var : float
+        Mean and variance of the input entries (the permutation control draws them from the layer's
+        own A^b: for +-1 activations mean ~ 0, var ~ 1).
+
+    Returns
+    -------
+    float
+        With filter j picked uniformly, b_j, c_j its two weight vectors and S b_j = sum of b_j:
+        Cov = var mean_j(b_j . c_j) + mean^2 cov_j(S b_j, S c_j), Var_x = var mean_j |b_j|^2 +
+        mean^2 var_j(S b_j), likewise Var_y; r = Cov / sqrt(Var_x Var_y) (law of total covariance).
+        For zero-mean inputs this is the cosine of the angle between the whole kernels W^q and W^c,
+        i.e. per filter r = cos(angle(W^b_j, W^c_j)) (Anderson & Berg 2018, Sec. 5). Zero padding
+        at the borders of a convolution, which sets some entries to 0, is not modelled.
+    """
+    b = filter_vectors(np.asarray(weights_quantized, dtype=np.float64))
+    c = filter_vectors(np.asarray(weights_continuous, dtype=np.float64))
+    sb, sc = b.sum(axis=1), c.sum(axis=1)
+    cov = var * np.mean(np.einsum("jd,jd->j", b, c)) + mean**2 * np.mean((sb - sb.mean()) * (sc - sc.mean()))
+    vx = var * np.mean(np.einsum("jd,jd->j", b, b)) + mean**2 * np.var(sb)
+    vy = var * np.mean(np.einsum("jd,jd->j", c, c)) + mean**2 * np.var(sc)
+    return float(cov / np.sqrt(vx * vy)) if vx > 0 and vy > 0 else None
+
+
+def next_quantized(dots, filters, batch_norm, levels, threshold):
+    """The value the next quantizer gives a dot product: q(BN_j(z)), per-filter batch norm then quantizer.
+
+    Parameters
+    ----------
+    dots : array, shape (m,)
+        Dot products z (pre-pool, pre-batch-norm values of the layer).
+    filters : array of int, shape (m,)
+        Filter (output channel) j of each dot product.
+    batch_norm : dict
+        `bnn.layer_tensors.batch_norm_parameters` of the layer's batch norm.
+    levels : {2, 3}
+    threshold : float
+        The activation quantizer's threshold (batch-normed units; ignored for binary).
+
+    Returns
+    -------
+    ndarray, shape (m,), values in {-1, 0, 1}
+
+    Notes
+    -----
+    Binary: the quantizer switches where BN_j(z) = 0, i.e. at z*_j = mean_j - beta_j sqrt(var_j + eps)
+    / gamma_j, the batch-norm-shifted threshold of filter j (ternary: where BN_j(z) = +-t). Where a
+    2x2 max pool sits between the layer and its batch norm, each dot product is treated as if it
+    were the maximum of its window, i.e. the value the quantizer would see were it to win the pool.
+    """
+    bn = batch_norm
+    j = np.asarray(filters)
+    scale = bn["gamma"][j] / np.sqrt(bn["variance"][j] + bn["epsilon"])
+    z = scale * (np.asarray(dots, dtype=np.float64) - bn["mean"][j]) + bn["beta"][j]
+    if levels == 2:
+        return np.where(z >= 0, 1.0, -1.0)
+    return np.sign(z) * (np.abs(z) > threshold)
+
+
 def filter_vectors(kernel):
     """The weight vector of each filter: ``kernel[..., j]`` flattened.
 
@@ -222,6 +286,16 @@ class LayerGeometry:
         ``"Ap.Wc"`` with ``A^b`` randomly permuted.
     n_dot_products : int
         How many dot products the layer computed on the images (m of them are kept).
+    filters : array of int, shape (m,)
+        The filter (output channel) of each kept dot product.
+    quantize_activations : bool
+        Whether a quantizer follows the layer's batch norm (False for ``out``).
+    activation_threshold : float or None
+        That quantizer's threshold, in batch-normed units.
+    batch_norm : dict
+        `bnn.layer_tensors.batch_norm_parameters` of the layer's batch norm.
+    input_mean, input_var : float
+        Mean and variance of the entries of A^b (what the permutation control shuffles).
     """
 
     name: str
@@ -234,6 +308,12 @@ class LayerGeometry:
     weights_quantized: np.ndarray
     dots: dict
     n_dot_products: int
+    filters: np.ndarray = None
+    quantize_activations: bool = False
+    activation_threshold: float = None
+    batch_norm: dict = None
+    input_mean: float = 0.0
+    input_var: float = 1.0
 
     @property
     def dim(self):
@@ -258,6 +338,36 @@ class LayerGeometry:
 
     def theory_angle_std(self):
         return theory_angle_std(self.levels, self.dim, self.threshold, self.weight_std)
+
+    def init_std(self):
+        """Standard deviation of the weights at initialization (Keras's ``glorot_uniform``)."""
+        receptive = int(np.prod(self.weights_continuous.shape[:-2])) if self.kind == "conv" else 1
+        return theory.glorot_uniform_std(self.dim, receptive * self.n_filters)
+
+    def init_angle(self):
+        """Large-d angle between the initial (uniform) weights and their quantization: 30 degrees for
+        binary, `bnn.theory.uniform_quantization_angle` at threshold / `init_std` for ternary."""
+        t = 0.0 if self.levels == 2 else self.threshold / self.init_std()
+        return theory.uniform_quantization_angle(t)
+
+    def next_quantized(self, key):
+        """`next_quantized` of ``dots[key]``: what the next quantizer outputs; None for ``out``."""
+        if not self.quantize_activations:
+            return None
+        return next_quantized(self.dots[key], self.filters, self.batch_norm, self.levels,
+                              self.activation_threshold)
+
+    def disagreement(self, x_key, y_key):
+        """Bool array, shape (m,): where ``dots[x_key]`` and ``dots[y_key]`` quantize to different
+        values in the next layer (per-filter batch-norm-shifted threshold); None for ``out``."""
+        if not self.quantize_activations:
+            return None
+        return self.next_quantized(x_key) != self.next_quantized(y_key)
+
+    def permuted_r_expected(self):
+        """`permuted_r_expected` for this layer's kernels and input statistics."""
+        return permuted_r_expected(self.weights_quantized, self.weights_continuous, self.input_mean,
+                                   self.input_var)
 
 
 def _sample_positions(n_total, n_points, rng):
@@ -303,6 +413,7 @@ def network_geometry(model, x, n_points=200_000, batch_size=100, seed=0):
     quantized_input = [False] + [bool(model.get_layer(f"{layer.name}_act").quantize_activations)
                                  for layer in layers[:-1]]
     kept = [{key: [] for key in DOT_PAIRS} for _ in layers]
+    moments = np.zeros((len(layers), 3))  # per layer: count, sum and sum of squares of A^b's entries
     scores, tensors = [], None
     for start, (batch_scores, tensors) in zip(range(0, n, batch_size), iter_inspect(model, x, batch_size)):
         stop = start + len(batch_scores)
@@ -310,6 +421,8 @@ def network_geometry(model, x, n_points=200_000, batch_size=100, seed=0):
         for i, (rng, t) in enumerate(zip(rngs, tensors)):
             lo, hi = np.searchsorted(picks[i], [start * per_image[i], stop * per_image[i]])
             sel = picks[i][lo:hi] - start * per_image[i]
+            a = t.inputs.astype(np.float64)
+            moments[i] += a.size, a.sum(), np.einsum("i,i->", a.ravel(), a.ravel())
             a_p = rng.permutation(t.inputs.ravel()).reshape(t.inputs.shape)
             acts = {"Ab": t.inputs, "Ac": t.inputs_continuous, "Ap": a_p}
             weights = {"Wb": t.weights_quantized, "Wc": t.weights_continuous}
@@ -319,15 +432,19 @@ def network_geometry(model, x, n_points=200_000, batch_size=100, seed=0):
                 else:
                     dots = dot_products(acts[a_key], weights[w_key], t.kind)
                 kept[i][key].append(dots.reshape(-1)[sel])
-        del acts, a_p  # free this batch's tensors before the next batch is computed
+        del acts, a_p, a  # free this batch's tensors before the next batch is computed
     result = []
     for i, t in enumerate(tensors):
+        count, total, squares = moments[i]
         result.append(LayerGeometry(
             name=t.name, kind=t.kind, levels=t.levels, threshold=t.threshold,
             quantize_weights=t.quantize_weights, quantized_input=quantized_input[i],
             weights_continuous=t.weights_continuous, weights_quantized=t.weights_quantized,
             dots={key: np.concatenate(parts) for key, parts in kept[i].items()},
-            n_dot_products=n * per_image[i]))
+            n_dot_products=n * per_image[i], filters=picks[i] % t.outputs.shape[-1],
+            quantize_activations=t.name != "out" and t.quantize_activations,
+            activation_threshold=t.activation_threshold, batch_norm=t.batch_norm,
+            input_mean=total / count, input_var=squares / count - (total / count) ** 2))
     return result, np.concatenate(scores)
 
 
@@ -343,9 +460,12 @@ def layer_summary(layer):
     dict
         ``d``, ``n_filters``, ``kind``; ``weights`` (r, slope, intercept of A^b.W^c on A^b.W^b),
         ``activations`` (A^b.W^b on A^c.W^b; None when the input is not quantized), ``permuted``
-        (A^p.W^c on A^p.W^b); the angle between each filter's W^c and W^b: ``angle_mean``,
-        ``angle_peak`` (mode of its KDE), ``angle_std``, ``angle_theory`` (None where the weights are
-        not quantized); ``weight_std``, ``threshold_in_std``, ``value_fractions`` and
+        (A^p.W^c on A^p.W^b) and ``permuted_r_expected`` (its value for i.i.d. inputs,
+        `permuted_r_expected`); ``next_quantizer_differs``: the fraction of the sampled pairs of
+        ``weights``, ``activations`` and ``permuted`` that the next quantizer maps to different values
+        (None for the output layer, which has no quantizer); the angle between each filter's W^c and W^b: ``angle_mean``,
+        ``angle_peak`` (mode of its KDE), ``angle_std``, ``angle_theory``, ``angle_init_theory`` (the same theory for
+        the uniform initialization: 30 deg for binary; None where the weights are not quantized); ``weight_std``, ``threshold_in_std``, ``value_fractions`` and
         ``zero_fraction`` of the quantized weights.
     """
     dots = layer.dots
@@ -359,6 +479,11 @@ def layer_summary(layer):
         "weights": regression(dots["Ab.Wb"], dots["Ab.Wc"]),
         "activations": regression(dots["Ac.Wb"], dots["Ab.Wb"]) if layer.quantized_input else None,
         "permuted": regression(dots["Ap.Wb"], dots["Ap.Wc"]),
+        "permuted_r_expected": layer.permuted_r_expected(),
+        "next_quantizer_differs": None if not layer.quantize_activations else {
+            "weights": float(np.mean(layer.disagreement("Ab.Wb", "Ab.Wc"))),
+            "activations": float(np.mean(layer.disagreement("Ac.Wb", "Ab.Wb"))) if layer.quantized_input else None,
+            "permuted": float(np.mean(layer.disagreement("Ap.Wb", "Ap.Wc")))},
         "weight_std": layer.weight_std,
         "threshold": layer.threshold if layer.levels == 3 else None,
         "threshold_in_std": layer.threshold / layer.weight_std if layer.levels == 3 else None,
@@ -367,11 +492,11 @@ def layer_summary(layer):
         angles = layer.angles()
         angle_numbers = {"angle_mean": float(np.mean(angles)), "angle_peak": peak_angle(angles),
                          "angle_std": float(np.std(angles)), "angle_theory": layer.theory_angle(),
-                         "angle_std_theory": layer.theory_angle_std()}
+                         "angle_std_theory": layer.theory_angle_std(), "angle_init_theory": layer.init_angle()}
         fractions = value_fractions(layer.weights_quantized, layer.levels)
     else:
         angle_numbers = dict.fromkeys(("angle_mean", "angle_peak", "angle_std", "angle_theory",
-                                       "angle_std_theory"))
+                                       "angle_std_theory", "angle_init_theory"))
         fractions = None
     for key, value in list(angle_numbers.items()):
         out[key] = value
@@ -481,7 +606,7 @@ def binarization_patterns(config):
         if base[j]:
             patterns.append((f"{name} continuous", base[:j] + [0] + base[j + 1:]))
     if sum(base) > 1:
-        patterns.append(("all continuous", [0] * len(base)))
+        patterns.append(("all weights continuous", [0] * len(base)))
     return patterns
 
 

@@ -204,7 +204,9 @@ def figure_weight_dot_products(report):
         _titles(report, report.layers), [l.dots["Ab.Wb"] for l in report.layers],
         [l.dots["Ab.Wc"] for l in report.layers], _fits(report, report.layers, "weights"),
         x_label=rf"$A \cdot W^{q}$", y_label=r"$A \cdot W^c$",
-        suptitle="dot products with quantized against continuous weights", save_path=report.path("weights"))
+        disagree=[l.disagreement("Ab.Wb", "Ab.Wc") for l in report.layers],
+        suptitle="dot products with quantized against continuous weights (red: the next quantizer differs)",
+        save_path=report.path("weights"))
 
 
 def enlarged_layer(report):
@@ -220,6 +222,7 @@ def figure_weight_dot_products_enlarged(report, layer=None):
     return plotting.plot_dot_product_panel(
         layer.dots["Ab.Wb"], layer.dots["Ab.Wc"], report.summaries[layer.name]["weights"],
         x_label=rf"$A \cdot W^{q}$", y_label=r"$A \cdot W^c$", title=f"{layer.name} (d = {layer.dim})",
+        disagree=layer.disagreement("Ab.Wb", "Ab.Wc"),
         bins=150, save_path=report.path("weights_enlarged"))
 
 
@@ -235,6 +238,7 @@ def figure_activation_dot_products(report):
     return plotting.plot_dot_products(
         _titles(report, layers), [l.dots["Ac.Wb"] for l in layers], [l.dots["Ab.Wb"] for l in layers],
         _fits(report, layers, "activations"), x_label=rf"$A^c \cdot W^{q}$", y_label=rf"$A^{q} \cdot W^{q}$",
+        disagree=[l.disagreement("Ac.Wb", "Ab.Wb") for l in layers],
         suptitle="dot products with continuous against quantized activations", save_path=report.path("activations"))
 
 
@@ -254,9 +258,13 @@ def figure_angles(report):
         theory_angles, label = theory.binary_limit_angle(), "theory: arccos √(2/π)"
     else:
         theory_angles, label = [l.theory_angle() for l in layers], "theory at threshold / weight std"
+    if report.config.levels == 2:
+        init_angles, init_label = theory.uniform_quantization_angle(0.0), "uniform initialization: arccos(√3/2)"
+    else:
+        init_angles, init_label = [l.init_angle() for l in layers], "uniform initialization at the threshold"
     return plotting.plot_layer_angle_densities(
         _titles(report, layers), ng.ANGLE_GRID, densities, theory_angles, theory_label=label,
-        save_path=report.path("angles"))
+        init_angles=init_angles, init_label=init_label, save_path=report.path("angles"))
 
 
 def figure_angle_spread(report):
@@ -295,6 +303,8 @@ def figure_permuted_dot_products(report):
     return plotting.plot_dot_products(
         _titles(report, report.layers), [l.dots["Ap.Wb"] for l in report.layers],
         [l.dots["Ap.Wc"] for l in report.layers], _fits(report, report.layers, "permuted"),
+        disagree=[l.disagreement("Ap.Wb", "Ap.Wc") for l in report.layers],
+        r_expected=[report.summaries[l.name]["permuted_r_expected"] for l in report.layers],
         x_label=rf"$A_{{perm}} \cdot W^{q}$", y_label=r"$A_{perm} \cdot W^c$",
         suptitle="control: activations randomly permuted", save_path=report.path("permuted"))
 
@@ -328,18 +338,25 @@ def figure_binarization_patterns(report):
 
 
 def layer_table(report):
-    """The per-layer numbers as a text table (angles in degrees)."""
-    head = (f"{'layer':<7}{'d':>6}{'filters':>8}{'r W':>8}{'slope W':>9}{'r A':>7}{'r perm':>8}"
-            f"{'mean °':>8}{'peak °':>8}{'std °':>7}{'theory °':>9}{'zeros':>7}")
+    """The per-layer numbers as a text table (angles in degrees).
+
+    ``iid r`` is the permutation control's r expected for i.i.d. inputs; ``flip W`` the fraction of
+    sampled dot products whose next quantized activation changes with continuous weights ("-" for
+    the output layer, which has no quantizer).
+    """
+    head = (f"{'layer':<7}{'d':>6}{'filters':>8}{'r W':>8}{'slope W':>9}{'r A':>7}{'r perm':>8}{'iid r':>7}"
+            f"{'flip W':>7}{'mean °':>8}{'peak °':>8}{'std °':>7}{'theory °':>9}{'zeros':>7}")
     lines = [head]
     for name, s in report.summaries.items():
         def f(value, fmt):
             return format(value, fmt) if value is not None else "-"
 
         act = s["activations"]["r"] if s["activations"] else None
+        flip = s["next_quantizer_differs"]["weights"] if s["next_quantizer_differs"] else None
         lines.append(
             f"{name:<7}{s['d']:>6}{s['n_filters']:>8}{f(s['weights']['r'], '.3f'):>8}"
             f"{f(s['weights']['slope'], '.3g'):>9}{f(act, '.3f'):>7}{f(s['permuted']['r'], '.3f'):>8}"
+            f"{f(s['permuted_r_expected'], '.3f'):>7}{f(flip, '.3f'):>7}"
             f"{f(s['angle_mean_deg'], '.2f'):>8}{f(s['angle_peak_deg'], '.2f'):>8}{f(s['angle_std_deg'], '.2f'):>7}"
             f"{f(s['angle_theory_deg'], '.2f'):>9}{f(s['zero_fraction'], '.3f'):>7}")
     return "\n".join(lines)

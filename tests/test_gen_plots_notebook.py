@@ -129,9 +129,9 @@ def test_accuracy_and_binarization_patterns(executed, mode):
     assert 0 <= numbers["test_accuracy"] <= 1
     assert f"test accuracy {numbers['test_accuracy']:.4f} on {N_TEST[mode]} test images" in stdout(nb)
     patterns = numbers["binarization_patterns"]
-    # all quantized, each of the 4 layers continuous, all continuous
+    # all quantized, each of the 4 layers continuous, all weights continuous
     assert [p["pattern"] for p in patterns] == ["all quantized (trained)", "conv1 continuous", "conv2 continuous",
-                                                "fc1 continuous", "out continuous", "all continuous"]
+                                                "fc1 continuous", "out continuous", "all weights continuous"]
     assert patterns[0]["accuracy_before"] == numbers["test_accuracy"]  # the trained network itself
     assert patterns[-1]["quantize_weights"] == [0, 0, 0, 0]
     assert all(0 <= p[k] <= 1 for p in patterns for k in ("accuracy_before", "accuracy_after"))

@@ -216,7 +216,7 @@ def test_binarization_patterns():
     config = RunConfig(data_set="MNIST", conv=[], fc=[8, 8]).resolve()
     assert ng.binarization_patterns(config) == [
         ("all quantized (trained)", [1, 1, 1]), ("fc1 continuous", [0, 1, 1]),
-        ("fc2 continuous", [1, 0, 1]), ("out continuous", [1, 1, 0]), ("all continuous", [0, 0, 0])]
+        ("fc2 continuous", [1, 0, 1]), ("out continuous", [1, 1, 0]), ("all weights continuous", [0, 0, 0])]
     config = RunConfig(data_set="MNIST", conv=[], fc=[8], quantize_weights=[0, 1]).resolve()
     assert ng.binarization_patterns(config) == [("all quantized (trained)", [0, 1]), ("out continuous", [0, 0])]
 
@@ -272,3 +272,64 @@ def test_trained_network_plots_return_figures_and_write_files(tmp_path):
     fig, axes = plotting.plot_dot_products(["a", "b", "c"], [x] * 3, [y] * 3, ncols=2)
     assert len(axes) == 3 and not list(tmp_path.glob("None*"))
     plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------------
+# Exact reference values (issue 8, item 2)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_permuted_r_expected_is_the_kernel_cosine_and_matches_iid_inputs():
+    rng = np.random.default_rng(1)
+    # filters of unequal norm, and of nonzero sums (so that a nonzero input mean matters)
+    w_c = (rng.uniform(-1, 1, (40, 5)) + np.array([0.3, -0.2, 0.0, 0.4, 0.1])) * np.array([0.1, 0.3, 1.0, 0.5, 0.2])
+    w_b = np.where(w_c >= 0, 1.0, -1.0)
+    # zero-mean inputs: the cosine of the whole flattened kernels
+    cos = np.sum(w_b * w_c) / np.sqrt(np.sum(w_b**2) * np.sum(w_c**2))
+    assert ng.permuted_r_expected(w_b, w_c) == pytest.approx(cos)
+    # i.i.d. +-1 inputs with mean 0.4 (P(+1) = 0.7): the pooled r of a large sample
+    a = np.where(rng.uniform(size=(40000, 40)) < 0.7, 1.0, -1.0)
+    measured = np.corrcoef((a @ w_b).ravel(), (a @ w_c).ravel())[0, 1]
+    expected = ng.permuted_r_expected(w_b, w_c, mean=0.4, var=1 - 0.4**2)
+    assert expected == pytest.approx(measured, abs=0.003) and abs(expected - cos) > 0.02
+
+
+def test_next_quantizer_switches_at_the_batch_norm_shifted_threshold():
+    bn = {"gamma": np.array([2.0, -1.0]), "beta": np.array([1.0, 0.5]), "mean": np.array([3.0, 0.0]),
+          "variance": np.array([4.0 - 1e-4, 1.0 - 1e-4]), "epsilon": 1e-4}
+    # filter 0: z* = 3 - 1 * 2 / 2 = 2; filter 1 (gamma < 0): +1 below z* = 0 - 0.5 * 1 / -1 = 0.5
+    z = np.array([1.99, 2.01, 0.49, 0.51])
+    filters = np.array([0, 0, 1, 1])
+    np.testing.assert_array_equal(ng.next_quantized(z, filters, bn, 2, 0.0), [-1, 1, 1, -1])
+    # ternary at t = 0.5: filter 0 is zero for |2 (z - 3) / 2 + 1| <= 0.5, i.e. z in [1.5, 2.5]
+    np.testing.assert_array_equal(ng.next_quantized(np.array([1.4, 1.6, 2.4, 2.6]), np.zeros(4, int), bn, 3, 0.5),
+                                  [-1, 0, 0, 1])
+
+
+def test_disagreement_is_none_for_the_output_layer_and_uses_each_filters_threshold():
+    _, model, x = _network()
+    layers, _ = ng.network_geometry(model, x, n_points=3000)
+    assert layers[-1].disagreement("Ab.Wb", "Ab.Wc") is None
+    assert ng.layer_summary(layers[-1])["next_quantizer_differs"] is None
+    fc1 = layers[2]
+    bn = fc1.batch_norm
+    z_star = bn["mean"] - bn["beta"] * np.sqrt(bn["variance"] + bn["epsilon"]) / bn["gamma"]
+    x_, y_ = fc1.dots["Ab.Wb"], fc1.dots["Ab.Wc"]
+    side = lambda v: (v >= z_star[fc1.filters]) == (bn["gamma"][fc1.filters] > 0)
+    np.testing.assert_array_equal(fc1.disagreement("Ab.Wb", "Ab.Wc"), side(x_) != side(y_))
+    # the quadrant rule (threshold 0 for every filter) would give another answer on these filters
+    assert not np.array_equal(side(x_) != side(y_), (x_ >= 0) != (y_ >= 0))
+    s = ng.layer_summary(fc1)
+    assert s["next_quantizer_differs"]["weights"] == pytest.approx(np.mean(side(x_) != side(y_)))
+    assert s["permuted_r_expected"] == pytest.approx(
+        ng.permuted_r_expected(fc1.weights_quantized, fc1.weights_continuous, fc1.input_mean, fc1.input_var))
+    assert fc1.input_mean ** 2 + fc1.input_var == pytest.approx(1.0, abs=1e-6)  # +-1 entries
+
+
+def test_initialization_angle_is_thirty_degrees_for_binary():
+    _, model, x = _network()
+    layers, _ = ng.network_geometry(model, x, n_points=100)
+    assert np.degrees(layers[0].init_angle()) == pytest.approx(30.0)
+    # a freshly initialized wide dense layer sits at it
+    w = keras.initializers.GlorotUniform(seed=0)((4000, 64)).numpy()
+    assert np.degrees(ng.filter_angles(w, np.sign(w)).mean()) == pytest.approx(30.0, abs=0.1)
