@@ -29,6 +29,11 @@ from bnn.layer_tensors import iter_inspect, weight_layer_names
 #: ``Ap`` is ``A^b`` with its entries randomly permuted over the batch (the permutation control).
 DOT_PAIRS = {"Ab.Wb": ("Ab", "Wb"), "Ab.Wc": ("Ab", "Wc"), "Ac.Wb": ("Ac", "Wb"),
              "Ap.Wb": ("Ap", "Wb"), "Ap.Wc": ("Ap", "Wc")}
+#: The extra pair of a layer given a rotation (`rotated_kernel`): ``Wr`` = R^T sign(R W^c) per filter.
+ROTATED_PAIR = {"Ab.Wr": ("Ab", "Wr")}
+#: Largest d for which `network_geometry` draws a Haar rotation by default: drawing one costs O(d^3)
+#: (about 1.3 s at d = 1152 on one core of the 2-core CPU, ~8x that at 2304).
+ROTATION_MAX_D = 2048
 #: Grid of angles (radians) on which angle densities are evaluated: 0.045 degree steps over [0, pi/2].
 ANGLE_GRID = np.linspace(0.0, np.pi / 2, 2001)
 
@@ -153,6 +158,27 @@ def next_quantized(dots, filters, batch_norm, levels, threshold):
     if levels == 2:
         return np.where(z >= 0, 1.0, -1.0)
     return np.sign(z) * (np.abs(z) > threshold)
+
+
+def rotated_kernel(kernel, R):
+    """The generalized binarization R^T sign(R w) of every filter of a kernel.
+
+    Parameters
+    ----------
+    kernel : array, shape (k, k, c_in, c_out) or (d, c_out)
+        Continuous weights W^c.
+    R : array, shape (d, d)
+        A rotation, e.g. `bnn.geometry.haar_rotation` (one per layer, shared by its filters).
+
+    Returns
+    -------
+    ndarray, float32, the shape of ``kernel``
+        `bnn.geometry.rotated_binarize` of each filter vector (Anderson & Berg 2018, App.
+        "generalized binarization transformation").
+    """
+    kernel = np.asarray(kernel)
+    rotated = geometry.rotated_binarize(filter_vectors(kernel).astype(np.float64), R)
+    return rotated.T.reshape(kernel.shape).astype("float32")
 
 
 def filter_vectors(kernel):
@@ -296,6 +322,14 @@ class LayerGeometry:
         `bnn.layer_tensors.batch_norm_parameters` of the layer's batch norm.
     input_mean, input_var : float
         Mean and variance of the entries of A^b (what the permutation control shuffles).
+    weights_rotated : array, the kernel's shape, or None
+        `rotated_kernel` of W^c with a Haar rotation, if one was drawn (then ``dots`` also holds
+        ``"Ab.Wr"``).
+    activation_std : float or None
+        Standard deviation of the batch-normed values the next quantizer sees (after pooling); None
+        for ``out``.
+    activation_zero_fraction : float or None
+        Fraction of the next quantizer's outputs that are 0 (ternary), over all the images.
     """
 
     name: str
@@ -314,6 +348,9 @@ class LayerGeometry:
     batch_norm: dict = None
     input_mean: float = 0.0
     input_var: float = 1.0
+    weights_rotated: np.ndarray = None
+    activation_std: float = None
+    activation_zero_fraction: float = None
 
     @property
     def dim(self):
@@ -357,12 +394,27 @@ class LayerGeometry:
         return next_quantized(self.dots[key], self.filters, self.batch_norm, self.levels,
                               self.activation_threshold)
 
-    def disagreement(self, x_key, y_key):
-        """Bool array, shape (m,): where ``dots[x_key]`` and ``dots[y_key]`` quantize to different
-        values in the next layer (per-filter batch-norm-shifted threshold); None for ``out``."""
+    def disagreement(self, network_key, other_key):
+        """Where the next quantizer maps a pair of dot products to different values; None for ``out``.
+
+        ``dots[network_key]`` is in the units the network's batch norm was fitted to (A^b.W^b, or
+        its permuted twin); ``dots[other_key]`` (with W^c or A^c) has another scale, so it is first
+        brought to those units by the least-squares line of it on the network's values, y' = (y -
+        intercept) / slope: what re-estimating batch norm for it would do, up to per-filter
+        differences. Both are then quantized by `next_quantized` at each filter's threshold.
+
+        Returns
+        -------
+        ndarray of bool, shape (m,), or None
+        """
         if not self.quantize_activations:
             return None
-        return self.next_quantized(x_key) != self.next_quantized(y_key)
+        x, y = self.dots[network_key], self.dots[other_key]
+        fit = regression(x, y)
+        if fit["slope"]:
+            y = (y - fit["intercept"]) / fit["slope"]
+        q = [next_quantized(v, self.filters, self.batch_norm, self.levels, self.activation_threshold) for v in (x, y)]
+        return q[0] != q[1]
 
     def permuted_r_expected(self):
         """`permuted_r_expected` for this layer's kernels and input statistics."""
@@ -377,7 +429,7 @@ def _sample_positions(n_total, n_points, rng):
     return np.sort(rng.choice(n_total, size=n_points, replace=False))
 
 
-def network_geometry(model, x, n_points=200_000, batch_size=100, seed=0):
+def network_geometry(model, x, n_points=200_000, batch_size=100, seed=0, rotation_max_d=ROTATION_MAX_D):
     """Run images through a trained network and sample every layer's dot products.
 
     The images go through in batches and only the sampled dot products are kept, so memory stays
@@ -395,7 +447,10 @@ def network_geometry(model, x, n_points=200_000, batch_size=100, seed=0):
         every entry of `LayerGeometry.dots` uses the same draw.
     batch_size : int
     seed : int
-        Seeds the sampling and the permutation control.
+        Seeds the sampling, the permutation control and the rotations.
+    rotation_max_d : int
+        Layers with d up to this (and binary weights) get a Haar rotation R and the dot products
+        with R^T sign(R W^c) (`rotated_kernel`). The first layer always gets one.
 
     Returns
     -------
@@ -412,8 +467,17 @@ def network_geometry(model, x, n_points=200_000, batch_size=100, seed=0):
     picks = [_sample_positions(n * p, n_points, rng) for p, rng in zip(per_image, rngs)]
     quantized_input = [False] + [bool(model.get_layer(f"{layer.name}_act").quantize_activations)
                                  for layer in layers[:-1]]
-    kept = [{key: [] for key in DOT_PAIRS} for _ in layers]
+    rot_rngs = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, 1]).spawn(len(layers))]
+    rotated = []
+    for i, layer in enumerate(layers):
+        kernel = keras.ops.convert_to_numpy(layer.kernel)
+        d = int(np.prod(kernel.shape[:-1]))
+        wanted = layer.levels == 2 and layer.quantize_weights and (d <= rotation_max_d or i == 0)
+        rotated.append(rotated_kernel(kernel, geometry.haar_rotation(d, rot_rngs[i])) if wanted else None)
+    kept = [{key: [] for key in {**DOT_PAIRS, **(ROTATED_PAIR if r is not None else {})}} for r in rotated]
     moments = np.zeros((len(layers), 3))  # per layer: count, sum and sum of squares of A^b's entries
+    # per layer: count, sum and sum of squares of the batch-normed pre-activations, and zero activations
+    act_moments = np.zeros((len(layers), 4))
     scores, tensors = [], None
     for start, (batch_scores, tensors) in zip(range(0, n, batch_size), iter_inspect(model, x, batch_size)):
         stop = start + len(batch_scores)
@@ -423,10 +487,14 @@ def network_geometry(model, x, n_points=200_000, batch_size=100, seed=0):
             sel = picks[i][lo:hi] - start * per_image[i]
             a = t.inputs.astype(np.float64)
             moments[i] += a.size, a.sum(), np.einsum("i,i->", a.ravel(), a.ravel())
+            if t.activation is not None:
+                p = t.pre_activation.astype(np.float64).ravel()
+                act_moments[i] += p.size, p.sum(), np.einsum("i,i->", p, p), np.count_nonzero(t.activation == 0)
             a_p = rng.permutation(t.inputs.ravel()).reshape(t.inputs.shape)
             acts = {"Ab": t.inputs, "Ac": t.inputs_continuous, "Ap": a_p}
-            weights = {"Wb": t.weights_quantized, "Wc": t.weights_continuous}
-            for key, (a_key, w_key) in DOT_PAIRS.items():
+            weights = {"Wb": t.weights_quantized, "Wc": t.weights_continuous, "Wr": rotated[i]}
+            for key in kept[i]:
+                a_key, w_key = {**DOT_PAIRS, **ROTATED_PAIR}[key]
                 if key == "Ab.Wb" or (key == "Ac.Wb" and not quantized_input[i]):
                     dots = t.outputs  # the layer's own output (A^c is A^b when the input is not quantized)
                 else:
@@ -436,6 +504,8 @@ def network_geometry(model, x, n_points=200_000, batch_size=100, seed=0):
     result = []
     for i, t in enumerate(tensors):
         count, total, squares = moments[i]
+        act_count, act_total, act_squares, act_zeros = act_moments[i]
+        has_act = act_count > 0
         result.append(LayerGeometry(
             name=t.name, kind=t.kind, levels=t.levels, threshold=t.threshold,
             quantize_weights=t.quantize_weights, quantized_input=quantized_input[i],
@@ -444,7 +514,10 @@ def network_geometry(model, x, n_points=200_000, batch_size=100, seed=0):
             n_dot_products=n * per_image[i], filters=picks[i] % t.outputs.shape[-1],
             quantize_activations=t.name != "out" and t.quantize_activations,
             activation_threshold=t.activation_threshold, batch_norm=t.batch_norm,
-            input_mean=total / count, input_var=squares / count - (total / count) ** 2))
+            input_mean=total / count, input_var=squares / count - (total / count) ** 2, weights_rotated=rotated[i],
+            activation_std=float(np.sqrt(max(act_squares / act_count - (act_total / act_count) ** 2, 0.0)))
+            if has_act else None,
+            activation_zero_fraction=float(act_zeros / act_count) if has_act else None))
     return result, np.concatenate(scores)
 
 
@@ -482,7 +555,7 @@ def layer_summary(layer):
         "permuted_r_expected": layer.permuted_r_expected(),
         "next_quantizer_differs": None if not layer.quantize_activations else {
             "weights": float(np.mean(layer.disagreement("Ab.Wb", "Ab.Wc"))),
-            "activations": float(np.mean(layer.disagreement("Ac.Wb", "Ab.Wb"))) if layer.quantized_input else None,
+            "activations": float(np.mean(layer.disagreement("Ab.Wb", "Ac.Wb"))) if layer.quantized_input else None,
             "permuted": float(np.mean(layer.disagreement("Ap.Wb", "Ap.Wc")))},
         "weight_std": layer.weight_std,
         "threshold": layer.threshold if layer.levels == 3 else None,
@@ -498,11 +571,72 @@ def layer_summary(layer):
         angle_numbers = dict.fromkeys(("angle_mean", "angle_peak", "angle_std", "angle_theory",
                                        "angle_std_theory", "angle_init_theory"))
         fractions = None
+    out.update(threshold_numbers(layer))
     for key, value in list(angle_numbers.items()):
         out[key] = value
         out[f"{key}_deg"] = None if value is None else float(np.degrees(value))
     out["value_fractions"] = fractions
     out["zero_fraction"] = None if fractions is None else fractions["0"]
+    out["weight_zero_fraction"] = out["zero_fraction"]
+    out["rotation"] = rotation_numbers(layer)
+    return out
+
+
+def rotation_numbers(layer):
+    """Plain sign(W) against the generalized binarization R^T sign(R W) for one layer.
+
+    Returns
+    -------
+    dict or None
+        ``plain`` and ``rotated``, each with the per-filter angle to W^c (``angle_mean_deg``,
+        ``angle_std_deg``) and Pearson ``r`` of A.W^c on A.W (the dot-product proportionality of
+        section 2, A = A^b); None where no rotation was drawn (ternary weights, or d above
+        ``rotation_max_d``).
+    """
+    if layer.weights_rotated is None:
+        return None
+    out = {"d": layer.dim}
+    for name, kernel, key in (("plain", layer.weights_quantized, "Ab.Wb"), ("rotated", layer.weights_rotated, "Ab.Wr")):
+        angles = np.degrees(filter_angles(layer.weights_continuous, kernel))
+        out[name] = {"angle_mean_deg": float(angles.mean()), "angle_std_deg": float(angles.std()),
+                     "r": regression(layer.dots[key], layer.dots["Ab.Wc"])["r"]}
+    return out
+
+
+def threshold_numbers(layer):
+    """A ternary layer's two thresholds in units of the spread of what each one quantizes.
+
+    The threshold is absolute (as in the authors' code): the weight layer's ``threshold`` applies to
+    its continuous weights, the ``<name>_act`` quantizer's to the batch-normed pre-activations. Each
+    is given in standard deviations of those values, with the Gaussian theory at that value
+    (`bnn.theory.ternary_zero_fraction`, `bnn.theory.ternary_angle`) beside the measured fraction
+    of zeros.
+
+    Returns
+    -------
+    dict
+        ``weight_threshold``, ``weight_threshold_in_std``, ``weight_zero_fraction_theory``,
+        ``weight_angle_theory_deg``; ``activation_threshold``, ``activation_std``,
+        ``activation_threshold_in_std``, ``activation_zero_fraction`` (measured),
+        ``activation_zero_fraction_theory``, ``activation_angle_theory_deg``. All None for a binary
+        layer; the activation ones None for ``out`` (no quantizer).
+    """
+    keys = ("weight_threshold", "weight_threshold_in_std", "weight_zero_fraction_theory", "weight_angle_theory_deg",
+            "activation_threshold", "activation_std", "activation_threshold_in_std", "activation_zero_fraction",
+            "activation_zero_fraction_theory", "activation_angle_theory_deg")
+    out = dict.fromkeys(keys)
+    if layer.levels != 3:
+        return out
+    t_w = layer.threshold / layer.weight_std
+    out.update(weight_threshold=layer.threshold, weight_threshold_in_std=t_w,
+               weight_zero_fraction_theory=float(theory.ternary_zero_fraction(t_w)),
+               weight_angle_theory_deg=float(np.degrees(theory.ternary_angle(t_w))))
+    if layer.quantize_activations and layer.activation_std:
+        t_a = layer.activation_threshold / layer.activation_std
+        out.update(activation_threshold=layer.activation_threshold, activation_std=layer.activation_std,
+                   activation_threshold_in_std=t_a, activation_zero_fraction=layer.activation_zero_fraction,
+                   activation_zero_fraction_theory=float(theory.ternary_zero_fraction(t_a)),
+                   activation_angle_theory_deg=float(np.degrees(theory.ternary_angle(t_a))))
     return out
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "plot_layer_angle_spread",
     "plot_weight_distributions",
     "plot_binarization_patterns",
+    "plot_training_geometry",
 ]
 
 # Colours kept fixed across figures so that a quantity looks the same everywhere.
@@ -291,7 +292,7 @@ def plot_ternary_threshold(
         if optimal_threshold is not None:
             ax.axvline(optimal_threshold, color="tab:red", ls="--", lw=1, label=f"optimum t = {optimal_threshold:.3f}")
         if paper_threshold is not None:
-            ax.axvline(paper_threshold, color="tab:purple", ls=":", lw=1.5, label=f"paper t = {paper_threshold:.3f}")
+            ax.axvline(paper_threshold, color="tab:purple", ls=":", lw=1.5, label=f"assumed 0.02/0.18: t = {paper_threshold:.3f}")
         ax.set_xlabel("threshold t (standard deviations)")
         ax.set_ylabel(ylabel)
     axes[0].legend(fontsize="small")
@@ -723,3 +724,46 @@ def plot_binarization_patterns(labels, before, after, chance=0.1, save_path=None
     fig.tight_layout()
     save_figure(fig, save_path)
     return fig, ax
+
+
+def plot_training_geometry(history, limit_angle, init_angle=None, save_path=None):
+    """The weights' geometry through training, one line per layer, one panel per quantity.
+
+    Parameters
+    ----------
+    history : dict of str -> dict of str -> array, shape (n_epochs,)
+        Per layer name, the columns of ``geometry.csv`` (``epoch``, ``d``, ``angle_mean_deg``,
+        ``angle_std_deg``, ``flip_ratio``, ``weight_std``, ``clipped_fraction``), epoch 0 being the
+        initialization.
+    limit_angle : float, radians
+        Gaussian theory of the quantization angle (arccos sqrt(2/pi) = 37.07 deg for binary), dashed.
+    init_angle : float, radians, optional
+        The same theory for the initialization's distribution (uniform: 30 deg), dotted.
+    save_path : str or os.PathLike, optional
+
+    Returns
+    -------
+    fig, axes : Figure and ndarray of 4 Axes
+    """
+    panels = [("angle_mean_deg", "angle(W^c, W^q), mean ± std (°)"), ("flip_ratio", "fraction of signs flipped"),
+              ("weight_std", "std of continuous weights"), ("clipped_fraction", "fraction clipped at ±1")]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    colors = _layer_colors(len(history))
+    for (name, cols), color in zip(history.items(), colors):
+        label = f"{name} (d = {int(cols['d'][0])})"
+        for ax, (key, _) in zip(axes, panels):
+            ax.plot(cols["epoch"], cols[key], "o-", ms=3, color=color, lw=1.2, label=label)
+        axes[0].fill_between(cols["epoch"], cols["angle_mean_deg"] - cols["angle_std_deg"],
+                             cols["angle_mean_deg"] + cols["angle_std_deg"], color=color, alpha=0.15, lw=0)
+    axes[0].axhline(_deg(limit_angle), color="black", ls="--", lw=1, label=f"Gaussian theory ({_deg(limit_angle):.2f}°)")
+    if init_angle is not None:
+        axes[0].axhline(_deg(init_angle), color="gray", ls=":", lw=1.5,
+                        label=f"uniform initialization ({_deg(init_angle):.2f}°)")
+    for ax, (_, ylabel) in zip(axes, panels):
+        ax.set_xlabel("epoch (0: initialization)")
+        ax.set_ylabel(ylabel)
+    axes[-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    axes[0].legend(fontsize="x-small", loc="lower right", handles=axes[0].get_legend_handles_labels()[0][-2:])
+    fig.tight_layout()
+    save_figure(fig, save_path)
+    return fig, axes

@@ -9,9 +9,10 @@ import keras
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from scipy import stats
 
 from bnn import network_geometry as ng
-from bnn import plotting, theory
+from bnn import geometry, plotting, theory
 from bnn.config import RunConfig
 from bnn.layer_tensors import inspect_network
 from bnn.model import build_model
@@ -315,6 +316,8 @@ def test_disagreement_is_none_for_the_output_layer_and_uses_each_filters_thresho
     bn = fc1.batch_norm
     z_star = bn["mean"] - bn["beta"] * np.sqrt(bn["variance"] + bn["epsilon"]) / bn["gamma"]
     x_, y_ = fc1.dots["Ab.Wb"], fc1.dots["Ab.Wc"]
+    fit = ng.regression(x_, y_)
+    y_ = (y_ - fit["intercept"]) / fit["slope"]  # A.W^c in A.W^b's units
     side = lambda v: (v >= z_star[fc1.filters]) == (bn["gamma"][fc1.filters] > 0)
     np.testing.assert_array_equal(fc1.disagreement("Ab.Wb", "Ab.Wc"), side(x_) != side(y_))
     # the quadrant rule (threshold 0 for every filter) would give another answer on these filters
@@ -333,3 +336,48 @@ def test_initialization_angle_is_thirty_degrees_for_binary():
     # a freshly initialized wide dense layer sits at it
     w = keras.initializers.GlorotUniform(seed=0)((4000, 64)).numpy()
     assert np.degrees(ng.filter_angles(w, np.sign(w)).mean()) == pytest.approx(30.0, abs=0.1)
+
+
+def test_ternary_thresholds_in_units_of_what_they_quantize():
+    _, model, x = _network(levels=3)
+    model.get_layer("conv2_act").threshold = 0.3  # an activation threshold of its own, read from the layer
+    layers, _ = ng.network_geometry(model, x, n_points=500, batch_size=3)
+    inspected = inspect_network(model, x)
+    for layer, ref in zip(layers[:-1], inspected[:-1]):
+        s = ng.layer_summary(layer)
+        t_a = 0.3 if layer.name == "conv2" else 0.05
+        assert s["activation_threshold"] == t_a and s["weight_threshold"] == 0.05
+        assert s["activation_std"] == pytest.approx(ref.pre_activation.std(), rel=1e-4)
+        assert s["activation_threshold_in_std"] == pytest.approx(t_a / ref.pre_activation.std(), rel=1e-4)
+        assert s["activation_zero_fraction"] == pytest.approx(np.mean(ref.activation == 0))
+        assert s["activation_zero_fraction"] == pytest.approx(np.mean(np.abs(ref.pre_activation) <= t_a), abs=1e-3)
+        t_w = 0.05 / layer.weight_std
+        assert s["weight_threshold_in_std"] == pytest.approx(t_w)
+        assert s["weight_zero_fraction_theory"] == pytest.approx(2 * stats.norm.cdf(t_w) - 1)
+    out = ng.layer_summary(layers[-1])
+    assert out["activation_threshold"] is None and out["weight_threshold"] == 0.05
+    binary, _ = ng.network_geometry(_network()[1], x, n_points=100)
+    assert ng.layer_summary(binary[0])["weight_threshold"] is None
+
+
+def test_rotated_kernel_and_the_rotation_numbers():
+    rng = np.random.default_rng(2)
+    kernel = rng.standard_normal((3, 3, 2, 4))
+    np.testing.assert_array_equal(ng.rotated_kernel(kernel, np.eye(18)), np.sign(kernel))  # R = I: plain sign
+    R = geometry.haar_rotation(18, rng)
+    w = ng.rotated_kernel(kernel, R)
+    np.testing.assert_allclose(w[..., 1].ravel(), R.T @ np.sign(R @ kernel[..., 1].ravel()), atol=1e-6)
+    _, model, x = _network()
+    layers, _ = ng.network_geometry(model, x, n_points=10**9, batch_size=4, rotation_max_d=100)
+    assert [l.weights_rotated is not None for l in layers] == [True, True, False, False]  # d = 27, 27, 1024, 6
+    conv2 = layers[1]
+    full = ng.dot_products(inspect_network(model, x)[1].inputs, conv2.weights_rotated, "conv").ravel()
+    np.testing.assert_allclose(conv2.dots["Ab.Wr"], full, rtol=1e-4, atol=1e-4)
+    s = ng.layer_summary(conv2)
+    rot = s["rotation"]
+    assert rot["d"] == 27 and rot["plain"]["angle_mean_deg"] == pytest.approx(s["angle_mean_deg"])
+    assert rot["plain"]["r"] == pytest.approx(s["weights"]["r"])
+    expected = np.degrees(ng.filter_angles(conv2.weights_continuous, conv2.weights_rotated)).mean()
+    assert rot["rotated"]["angle_mean_deg"] == pytest.approx(expected)
+    assert rot["rotated"]["r"] == pytest.approx(ng.regression(conv2.dots["Ab.Wr"], conv2.dots["Ab.Wc"])["r"])
+    assert ng.layer_summary(layers[2])["rotation"] is None
