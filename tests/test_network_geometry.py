@@ -5,6 +5,8 @@ import matplotlib
 
 matplotlib.use("agg")
 
+import dataclasses
+
 import keras
 import matplotlib.pyplot as plt
 import numpy as np
@@ -235,6 +237,23 @@ def test_binarization_pattern_experiment_keeps_the_trained_network():
         assert 0 <= r["accuracy_before"] <= 1 and 0 <= r["accuracy_after"] <= 1
     for w, b in zip(model.get_weights(), before):  # the trained batch-norm statistics are untouched
         np.testing.assert_array_equal(w, b)
+
+
+def test_pattern_scores_equal_a_fresh_network_per_pattern():
+    """The shared-prefix computation gives what building each pattern's network and refitting all of
+    its batch norms gives."""
+    config, model, x = _network(dropout_hidden=0.2)
+    x_train, x_test = x[:5], x[3:] * 0.7
+    seen = []
+    for label, pattern, before, after in ng.pattern_scores(config, model, x_train, x_test, batch_size=2):
+        variant = build_model(dataclasses.replace(config, quantize_weights=pattern).resolve())
+        variant.set_weights(model.get_weights())
+        np.testing.assert_allclose(before, variant.predict(x_test, verbose=0), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(after, ng.reestimate_batch_norm(variant, x_train, 2, x_eval=x_test),
+                                   rtol=1e-4, atol=1e-4)
+        seen.append(label)
+    assert sorted(seen) == sorted(label for label, _ in ng.binarization_patterns(config))
+    assert seen[-1] == "all quantized (trained)"  # nothing to recompute: it comes free at the end
 
 
 # --------------------------------------------------------------------------------------------------
