@@ -388,7 +388,7 @@ def test_rotated_kernel_and_the_rotation_numbers():
     np.testing.assert_allclose(w[..., 1].ravel(), R.T @ np.sign(R @ kernel[..., 1].ravel()), atol=1e-6)
     _, model, x = _network()
     layers, _ = ng.network_geometry(model, x, n_points=10**9, batch_size=4, rotation_max_d=100)
-    assert [l.weights_rotated is not None for l in layers] == [True, True, False, False]  # d = 27, 27, 1024, 6
+    assert [l.weights_rotated is not None for l in layers] == [True, True, False, True]  # d = 27, 27, 1024, 6
     conv2 = layers[1]
     full = ng.dot_products(inspect_network(model, x)[1].inputs, conv2.weights_rotated, "conv").ravel()
     np.testing.assert_allclose(conv2.dots["Ab.Wr"], full, rtol=1e-4, atol=1e-4)
