@@ -580,8 +580,9 @@ def plot_layer_angle_densities(labels, grid, densities, theory_angles, zoom=None
             ax.axvline(_deg(init_angles), color="gray", ls=":", lw=1.5,
                        label=f"{init_label} ({_deg(init_angles):.2f}°)")
         ax.set_xlim(xlim)
-        ax.set_xlabel("angle between a filter's $W^c$ and its quantization (degrees)")
+        ax.set_xlabel("angle (degrees)")
         ax.set_ylabel("density (1/degree)")
+    fig.suptitle("angle between each filter's $W^c$ and its quantization")
     axes[0].set_title("zoomed")
     axes[1].set_title("full range")
     # Outside the axes, so that no legend hides a density or a reference value.
