@@ -36,6 +36,12 @@ class LayerTensors:
     quantize_weights, quantize_activations : bool
     levels : int
     threshold : float
+        The weight layer's own threshold (weight units).
+    activation_threshold : float or None
+        The threshold of the ``<name>_act`` quantizer (batch-normed units); None for ``out``.
+    batch_norm : dict of str -> array, shape (c_out,)
+        The ``<name>_bn`` layer in inference mode: ``gamma``, ``beta``, ``mean``, ``variance`` and
+        ``epsilon`` (a float): it maps z to gamma (z - mean) / sqrt(variance + epsilon) + beta.
     """
 
     name: str
@@ -51,6 +57,8 @@ class LayerTensors:
     quantize_activations: bool
     levels: int
     threshold: float
+    activation_threshold: float | None
+    batch_norm: dict
 
     @property
     def dim(self):
@@ -64,6 +72,23 @@ _BATCHED = ("inputs", "inputs_continuous", "outputs", "pre_activation", "activat
 def weight_layer_names(model):
     """Names of the quantizing weight layers of a network built by :func:`bnn.model.build_model`."""
     return [layer.name for layer in model.layers if hasattr(layer, "quantized_kernel")]
+
+
+def batch_norm_parameters(bn):
+    """A Keras ``BatchNormalization`` layer's inference-mode parameters as numpy arrays.
+
+    Returns
+    -------
+    dict
+        ``gamma``, ``beta``, ``mean``, ``variance`` (arrays of shape (c,); gamma 1 and beta 0 where the
+        layer has no scale or centre) and ``epsilon``.
+    """
+    mean = keras.ops.convert_to_numpy(bn.moving_mean)
+    ones = np.ones_like(mean)
+    return {"gamma": keras.ops.convert_to_numpy(bn.gamma) if bn.scale else ones,
+            "beta": keras.ops.convert_to_numpy(bn.beta) if bn.center else 0 * ones,
+            "mean": mean, "variance": keras.ops.convert_to_numpy(bn.moving_variance),
+            "epsilon": float(bn.epsilon)}
 
 
 def iter_inspect(model, x, batch_size=100):
@@ -102,7 +127,10 @@ def iter_inspect(model, x, batch_size=100):
             quantize_weights=bool(layer.quantize_weights),
             quantize_activations=bool(act.quantize_activations) if act else False,
             levels=layer.levels,
-            threshold=layer.threshold,
+            threshold=float(layer.threshold),
+            # Read from the quantizer layer itself: weights and activations may have different thresholds.
+            activation_threshold=float(act.threshold) if act else None,
+            batch_norm=batch_norm_parameters(bn),
         ))
     probe = keras.Model(model.inputs, outputs)
     x = np.asarray(x, dtype="float32")

@@ -30,6 +30,7 @@ __all__ = [
     "plot_layer_angle_spread",
     "plot_weight_distributions",
     "plot_binarization_patterns",
+    "plot_training_geometry",
 ]
 
 # Colours kept fixed across figures so that a quantity looks the same everywhere.
@@ -291,7 +292,7 @@ def plot_ternary_threshold(
         if optimal_threshold is not None:
             ax.axvline(optimal_threshold, color="tab:red", ls="--", lw=1, label=f"optimum t = {optimal_threshold:.3f}")
         if paper_threshold is not None:
-            ax.axvline(paper_threshold, color="tab:purple", ls=":", lw=1.5, label=f"paper t = {paper_threshold:.3f}")
+            ax.axvline(paper_threshold, color="tab:purple", ls=":", lw=1.5, label=f"assumed 0.02/0.18: t = {paper_threshold:.3f}")
         ax.set_xlabel("threshold t (standard deviations)")
         ax.set_ylabel(ylabel)
     axes[0].legend(fontsize="small")
@@ -414,7 +415,7 @@ def _bin_edges(values, lim, bins):
     return origin + width * np.arange(first, last + 1)
 
 
-def plot_dot_product_panel(x, y, fit=None, x_label="", y_label="", title=None, shade_disagreement=True,
+def plot_dot_product_panel(x, y, fit=None, x_label="", y_label="", title=None, disagree=None, r_expected=None,
                            bins=100, ax=None, save_path=None):
     """2-D histogram of paired dot products, with the least-squares line and Pearson r.
 
@@ -426,9 +427,14 @@ def plot_dot_product_panel(x, y, fit=None, x_label="", y_label="", title=None, s
         ``r``, ``slope``, ``intercept`` of y on x (e.g. `bnn.network_geometry.regression`); the line is
         drawn and r is written in the corner. Values of None (no correlation defined) are skipped.
     x_label, y_label, title : str
-    shade_disagreement : bool, default True
-        Shade the quadrants where x and y have opposite signs: there, quantizing the next layer's
-        activations gives a different value than the continuous computation would.
+    disagree : array of bool, shape (m,), optional
+        The pairs that the next layer's quantizer maps to different values (at each filter's
+        batch-norm-shifted threshold, `bnn.network_geometry.next_quantized`). They are drawn again
+        in red on top, with their share in the corner. None (the output layer, which has no
+        quantizer): nothing is marked.
+    r_expected : float, optional
+        An expected value of r to print beside the measured one (the permutation control's r for
+        i.i.d. inputs).
     bins : int
     ax : matplotlib.axes.Axes, optional
     save_path : str or os.PathLike, optional
@@ -441,21 +447,25 @@ def plot_dot_product_panel(x, y, fit=None, x_label="", y_label="", title=None, s
     x = np.ravel(x)
     y = np.ravel(y)
     xlim, ylim = _robust_range(x), _robust_range(y)
-    ax.hist2d(x, y, bins=[_bin_edges(x, xlim, bins), _bin_edges(y, ylim, bins)], norm="log", cmin=1,
-              cmap="viridis")
-    if shade_disagreement:
-        shade = {"color": "tab:red", "alpha": 0.12, "lw": 0, "zorder": 3}
-        if xlim[1] > 0 and ylim[0] < 0:
-            ax.fill_between([0, xlim[1]], ylim[0], 0, **shade)
-        if xlim[0] < 0 and ylim[1] > 0:
-            ax.fill_between([xlim[0], 0], 0, ylim[1], **shade, label="signs disagree")
-    ax.axhline(0, color="gray", lw=0.5, zorder=2)
-    ax.axvline(0, color="gray", lw=0.5, zorder=2)
+    edges = [_bin_edges(x, xlim, bins), _bin_edges(y, ylim, bins)]
+    ax.hist2d(x, y, bins=edges, norm="log", cmin=1, cmap="viridis")
+    lines = []
     if fit and fit.get("r") is not None:
         line = np.array(xlim)
         ax.plot(line, fit["slope"] * line + fit["intercept"], color="black", ls="--", lw=1, zorder=4)
-        ax.text(0.04, 0.96, f"r = {fit['r']:.3f}\nslope = {fit['slope']:.3g}", transform=ax.transAxes,
-                va="top", fontsize="small", zorder=5, bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
+        lines += [f"r = {fit['r']:.3f}", f"slope = {fit['slope']:.3g}"]
+    if r_expected is not None:
+        lines.append(f"i.i.d. theory r = {r_expected:.3f}")
+    if disagree is not None:
+        disagree = np.ravel(disagree)
+        if disagree.any():
+            ax.hist2d(x[disagree], y[disagree], bins=edges, cmin=1, cmap="Reds", norm="log", alpha=0.8, zorder=3)
+        lines.append(f"next quantizer differs: {100 * disagree.mean():.1f}%")
+    ax.axhline(0, color="gray", lw=0.5, zorder=2)
+    ax.axvline(0, color="gray", lw=0.5, zorder=2)
+    if lines:
+        ax.text(0.04, 0.96, "\n".join(lines), transform=ax.transAxes, va="top", fontsize="x-small", zorder=5,
+                bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
     ax.set_xlim(xlim)
     ax.set_ylim(ylim)
     ax.set_xlabel(x_label)
@@ -466,7 +476,7 @@ def plot_dot_product_panel(x, y, fit=None, x_label="", y_label="", title=None, s
     return fig, ax
 
 
-def plot_dot_products(titles, xs, ys, fits=None, x_label="", y_label="", shade_disagreement=True, ncols=4,
+def plot_dot_products(titles, xs, ys, fits=None, x_label="", y_label="", disagree=None, r_expected=None, ncols=4,
                       bins=80, suptitle=None, save_path=None):
     """One `plot_dot_product_panel` per layer, in a grid.
 
@@ -477,7 +487,9 @@ def plot_dot_products(titles, xs, ys, fits=None, x_label="", y_label="", shade_d
     xs, ys : sequences of k arrays
     fits : sequence of k dicts or None, optional
     x_label, y_label : str
-    shade_disagreement : bool
+    disagree : sequence of k bool arrays or None, optional
+        Per panel, see `plot_dot_product_panel`.
+    r_expected : sequence of k floats or None, optional
     ncols : int
     bins : int
     suptitle : str, optional
@@ -493,9 +505,10 @@ def plot_dot_products(titles, xs, ys, fits=None, x_label="", y_label="", shade_d
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 3.1 * nrows), squeeze=False)
     axes = axes.ravel()
     fits = fits if fits is not None else [None] * k
-    for ax, title, x, y, fit in zip(axes, titles, xs, ys, fits):
-        plot_dot_product_panel(x, y, fit, x_label, y_label, title=title, shade_disagreement=shade_disagreement,
-                               bins=bins, ax=ax)
+    disagree = disagree if disagree is not None else [None] * k
+    r_expected = r_expected if r_expected is not None else [None] * k
+    for ax, title, x, y, fit, dis, r in zip(axes, titles, xs, ys, fits, disagree, r_expected):
+        plot_dot_product_panel(x, y, fit, x_label, y_label, title=title, disagree=dis, r_expected=r, bins=bins, ax=ax)
     for ax in axes[k:]:
         ax.set_visible(False)
     if suptitle:
@@ -506,7 +519,7 @@ def plot_dot_products(titles, xs, ys, fits=None, x_label="", y_label="", shade_d
 
 
 def plot_layer_angle_densities(labels, grid, densities, theory_angles, zoom=None, theory_label="theory",
-                               save_path=None):
+                               init_angles=None, init_label="initialization", save_path=None):
     """Density of the angle between each filter's quantized and continuous weights, one curve per layer.
 
     Parameters
@@ -523,6 +536,10 @@ def plot_layer_angle_densities(labels, grid, densities, theory_angles, zoom=None
         Range of the left panel; the right panel always shows 0 to 90 degrees. Default: where the
         densities exceed 1 % of their peak, widened to include the theory lines.
     theory_label : str
+    init_angles : float or sequence of k floats, radians, optional
+        The same theory for the distribution the weights were initialized from (uniform: 30 degrees
+        for binary), drawn dotted: a briefly trained network sits near it.
+    init_label : str
     save_path : str or os.PathLike, optional
 
     Returns
@@ -536,7 +553,8 @@ def plot_layer_angle_densities(labels, grid, densities, theory_angles, zoom=None
         above = np.zeros(len(grid_deg), dtype=bool)
         for density in densities:
             above |= np.asarray(density) > 0.01 * np.max(density)
-        theory_deg = _deg(np.atleast_1d(theory_angles))
+        theory_deg = _deg(np.concatenate([np.atleast_1d(theory_angles),
+                                          np.atleast_1d(init_angles if init_angles is not None else [])]))
         lo = min(grid_deg[above].min(), theory_deg.min()) if above.any() else theory_deg.min()
         hi = max(grid_deg[above].max(), theory_deg.max()) if above.any() else theory_deg.max()
         zoom_deg = (max(0.0, lo - 2), min(90.0, hi + 2))
@@ -554,12 +572,21 @@ def plot_layer_angle_densities(labels, grid, densities, theory_angles, zoom=None
         else:
             ax.axvline(_deg(theory_angles), color="black", ls="--", lw=1,
                        label=f"{theory_label} ({_deg(theory_angles):.2f}°)")
+        if init_angles is not None and np.ndim(init_angles) > 0:
+            for i, value in enumerate(init_angles):
+                ax.axvline(_deg(value), color=colors[i], ls=":", lw=1.2,
+                           label=f"{init_label} (dotted, per layer)" if i == 0 else None)
+        elif init_angles is not None:
+            ax.axvline(_deg(init_angles), color="gray", ls=":", lw=1.5,
+                       label=f"{init_label} ({_deg(init_angles):.2f}°)")
         ax.set_xlim(xlim)
-        ax.set_xlabel("angle between a filter's $W^c$ and its quantization (degrees)")
+        ax.set_xlabel("angle (degrees)")
         ax.set_ylabel("density (1/degree)")
+    fig.suptitle("angle between each filter's $W^c$ and its quantization")
     axes[0].set_title("zoomed")
     axes[1].set_title("full range")
-    axes[1].legend(fontsize="small")
+    # Outside the axes, so that no legend hides a density or a reference value.
+    axes[1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.tight_layout()
     save_figure(fig, save_path)
     return fig, axes
@@ -587,8 +614,13 @@ def plot_layer_angle_spread(names, dims, stds, theory_stds=None, coefficient=Non
     dims = np.asarray(dims, dtype=float)
     colors = _layer_colors(len(names))
     ax.scatter(dims, _deg(stds), color=colors, zorder=3, label="trained network")
-    for name, d, s in zip(names, dims, _deg(stds)):
-        ax.annotate(name, (d, s), textcoords="offset points", xytext=(4, 4), fontsize="small")
+    # Layers of equal d share an x position: stack their labels, in order of their std, so none overlap.
+    for d in np.unique(dims):
+        same = [i for i in range(len(names)) if dims[i] == d]
+        same.sort(key=lambda i: -stds[i])
+        for k, i in enumerate(same):
+            ax.annotate(names[i], (d, _deg(stds[i])), textcoords="offset points", xytext=(6, 4 - 11 * k),
+                        fontsize="small", va="center")
     if theory_stds is not None:
         ax.plot(dims, _deg(theory_stds), "x", color="black", label="Gaussian theory at each layer's d")
     if coefficient is not None:
@@ -640,7 +672,7 @@ def plot_weight_distributions(names, weights, fractions, threshold=None, log=Tru
         axes[0].set_yscale("log")
     axes[0].set_xlabel("continuous weight")
     axes[0].set_ylabel("density")
-    axes[0].legend(fontsize="small", ncol=2)
+    axes[0].legend(fontsize="small", ncol=2, loc="upper left", bbox_to_anchor=(0.0, -0.18), borderaxespad=0)
 
     values = sorted({v for f in fractions for v in f}, key=float)
     value_colors = {"-1": "tab:blue", "0": "tab:gray", "1": "tab:orange"}
@@ -652,7 +684,7 @@ def plot_weight_distributions(names, weights, fractions, threshold=None, log=Tru
         bottom += share
     axes[1].set_ylim(0, 1)
     axes[1].set_ylabel("fraction of quantized weights")
-    axes[1].legend(fontsize="small", title="value", loc="lower right")
+    axes[1].legend(fontsize="small", title="value", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     axes[1].tick_params(axis="x", labelrotation=45)
     fig.tight_layout()
     save_figure(fig, save_path)
@@ -688,8 +720,51 @@ def plot_binarization_patterns(labels, before, after, chance=0.1, save_path=None
         ax.axvline(chance, color="black", ls=":", lw=1, label="chance")
     ax.set_yticks(rows, labels)
     ax.set_xlim(0, 1.1)
-    ax.set_xlabel("test accuracy")
-    ax.legend(fontsize="small", loc="lower right")
+    ax.set_xlabel("test accuracy (activations stay quantized in every pattern)")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.tight_layout()
     save_figure(fig, save_path)
     return fig, ax
+
+
+def plot_training_geometry(history, limit_angle, init_angle=None, save_path=None):
+    """The weights' geometry through training, one line per layer, one panel per quantity.
+
+    Parameters
+    ----------
+    history : dict of str -> dict of str -> array, shape (n_epochs,)
+        Per layer name, the columns of ``geometry.csv`` (``epoch``, ``d``, ``angle_mean_deg``,
+        ``angle_std_deg``, ``flip_ratio``, ``weight_std``, ``clipped_fraction``), epoch 0 being the
+        initialization.
+    limit_angle : float, radians
+        Gaussian theory of the quantization angle (arccos sqrt(2/pi) = 37.07 deg for binary), dashed.
+    init_angle : float, radians, optional
+        The same theory for the initialization's distribution (uniform: 30 deg), dotted.
+    save_path : str or os.PathLike, optional
+
+    Returns
+    -------
+    fig, axes : Figure and ndarray of 4 Axes
+    """
+    panels = [("angle_mean_deg", "angle(W^c, W^q), mean ± std (°)"), ("flip_ratio", "fraction of signs flipped"),
+              ("weight_std", "std of continuous weights"), ("clipped_fraction", "fraction clipped at ±1")]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    colors = _layer_colors(len(history))
+    for (name, cols), color in zip(history.items(), colors):
+        label = f"{name} (d = {int(cols['d'][0])})"
+        for ax, (key, _) in zip(axes, panels):
+            ax.plot(cols["epoch"], cols[key], "o-", ms=3, color=color, lw=1.2, label=label)
+        axes[0].fill_between(cols["epoch"], cols["angle_mean_deg"] - cols["angle_std_deg"],
+                             cols["angle_mean_deg"] + cols["angle_std_deg"], color=color, alpha=0.15, lw=0)
+    axes[0].axhline(_deg(limit_angle), color="black", ls="--", lw=1, label=f"Gaussian theory ({_deg(limit_angle):.2f}°)")
+    if init_angle is not None:
+        axes[0].axhline(_deg(init_angle), color="gray", ls=":", lw=1.5,
+                        label=f"uniform initialization ({_deg(init_angle):.2f}°)")
+    for ax, (_, ylabel) in zip(axes, panels):
+        ax.set_xlabel("epoch (0: initialization)")
+        ax.set_ylabel(ylabel)
+    axes[-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    axes[0].legend(fontsize="x-small", loc="lower right", handles=axes[0].get_legend_handles_labels()[0][-2:])
+    fig.tight_layout()
+    save_figure(fig, save_path)
+    return fig, axes

@@ -44,7 +44,12 @@ FIGURES = {
     "weight_distributions": "weight_distributions",
     "permuted": "dot_products_permuted",
     "binarization_patterns": "binarization_patterns",
+    "training": "training_geometry",
 }
+#: Written by training (one row per epoch and weight layer; epoch 0 is the initialization).
+TRAINING_GEOMETRY = "geometry.csv"
+TRAINING_COLUMNS = ("epoch", "layer", "d", "angle_mean_deg", "angle_std_deg", "flip_ratio", "weight_std",
+                    "clipped_fraction")
 
 
 @dataclass
@@ -165,7 +170,7 @@ def open_run(run_dir, n_images=DEFAULT_N_IMAGES, which="best", out_dir=None, dat
                   x_test=data.x_test[:n], y_test=data.y_test[:n], n_requested=n_images, out_dir=out_dir)
 
 
-def analyse(report, n_points=200_000, batch_size=100, seed=0, print_fn=print):
+def analyse(report, n_points=200_000, batch_size=100, seed=0, rotation_max_d=ng.ROTATION_MAX_D, print_fn=print):
     """Run the test images through the network: dot products, angles and test accuracy per layer.
 
     Fills ``report.layers``, ``report.summaries`` and ``report.accuracy``; see
@@ -178,7 +183,7 @@ def analyse(report, n_points=200_000, batch_size=100, seed=0, print_fn=print):
     """
     start = time.perf_counter()
     report.layers, scores = ng.network_geometry(report.model, report.x_test, n_points=n_points,
-                                                batch_size=batch_size, seed=seed)
+                                                batch_size=batch_size, seed=seed, rotation_max_d=rotation_max_d)
     report.summaries = {layer.name: ng.layer_summary(layer) for layer in report.layers}
     report.accuracy = float(np.mean(scores.argmax(-1) == report.y_test))
     report.seconds["analyse"] = time.perf_counter() - start
@@ -204,7 +209,9 @@ def figure_weight_dot_products(report):
         _titles(report, report.layers), [l.dots["Ab.Wb"] for l in report.layers],
         [l.dots["Ab.Wc"] for l in report.layers], _fits(report, report.layers, "weights"),
         x_label=rf"$A \cdot W^{q}$", y_label=r"$A \cdot W^c$",
-        suptitle="dot products with quantized against continuous weights", save_path=report.path("weights"))
+        disagree=[l.disagreement("Ab.Wb", "Ab.Wc") for l in report.layers],
+        suptitle="dot products with quantized against continuous weights (red: the next quantizer differs)",
+        save_path=report.path("weights"))
 
 
 def enlarged_layer(report):
@@ -220,6 +227,7 @@ def figure_weight_dot_products_enlarged(report, layer=None):
     return plotting.plot_dot_product_panel(
         layer.dots["Ab.Wb"], layer.dots["Ab.Wc"], report.summaries[layer.name]["weights"],
         x_label=rf"$A \cdot W^{q}$", y_label=r"$A \cdot W^c$", title=f"{layer.name} (d = {layer.dim})",
+        disagree=layer.disagreement("Ab.Wb", "Ab.Wc"),
         bins=150, save_path=report.path("weights_enlarged"))
 
 
@@ -235,6 +243,7 @@ def figure_activation_dot_products(report):
     return plotting.plot_dot_products(
         _titles(report, layers), [l.dots["Ac.Wb"] for l in layers], [l.dots["Ab.Wb"] for l in layers],
         _fits(report, layers, "activations"), x_label=rf"$A^c \cdot W^{q}$", y_label=rf"$A^{q} \cdot W^{q}$",
+        disagree=[l.disagreement("Ab.Wb", "Ac.Wb") for l in layers],
         suptitle="dot products with continuous against quantized activations", save_path=report.path("activations"))
 
 
@@ -254,9 +263,13 @@ def figure_angles(report):
         theory_angles, label = theory.binary_limit_angle(), "theory: arccos √(2/π)"
     else:
         theory_angles, label = [l.theory_angle() for l in layers], "theory at threshold / weight std"
+    if report.config.levels == 2:
+        init_angles, init_label = theory.uniform_quantization_angle(0.0), "uniform initialization: arccos(√3/2)"
+    else:
+        init_angles, init_label = [l.init_angle() for l in layers], "uniform initialization at the threshold"
     return plotting.plot_layer_angle_densities(
         _titles(report, layers), ng.ANGLE_GRID, densities, theory_angles, theory_label=label,
-        save_path=report.path("angles"))
+        init_angles=init_angles, init_label=init_label, save_path=report.path("angles"))
 
 
 def figure_angle_spread(report):
@@ -285,7 +298,7 @@ def figure_weight_distributions(report):
     return plotting.plot_weight_distributions(
         [l.name for l in layers], [l.weights_continuous for l in layers],
         [report.summaries[l.name]["value_fractions"] for l in layers],
-        threshold=report.config.threshold if ternary else None, log=not ternary,
+        threshold=layers[0].threshold if ternary else None, log=not ternary,
         save_path=report.path("weight_distributions"))
 
 
@@ -295,8 +308,62 @@ def figure_permuted_dot_products(report):
     return plotting.plot_dot_products(
         _titles(report, report.layers), [l.dots["Ap.Wb"] for l in report.layers],
         [l.dots["Ap.Wc"] for l in report.layers], _fits(report, report.layers, "permuted"),
+        disagree=[l.disagreement("Ap.Wb", "Ap.Wc") for l in report.layers],
+        r_expected=[report.summaries[l.name]["permuted_r_expected"] for l in report.layers],
         x_label=rf"$A_{{perm}} \cdot W^{q}$", y_label=r"$A_{perm} \cdot W^c$",
         suptitle="control: activations randomly permuted", save_path=report.path("permuted"))
+
+
+def read_training_geometry(run_dir):
+    """The run's ``geometry.csv`` (the weights' geometry per epoch), by layer; None if there is none.
+
+    Runs made before training wrote it have none, and still load and report.
+
+    Returns
+    -------
+    dict of str -> dict of str -> ndarray, or None
+        Layer name (in file order) -> column name (`TRAINING_COLUMNS` but ``layer``) -> values
+        sorted by epoch.
+
+    Raises
+    ------
+    BnnError
+        The file lacks one of `TRAINING_COLUMNS`.
+    """
+    import csv
+
+    path = Path(run_dir) / TRAINING_GEOMETRY
+    if not path.is_file():
+        return None
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in TRAINING_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise BnnError(f"{path} lacks the columns {', '.join(missing)} (it has {reader.fieldnames}): "
+                           f"it should hold {', '.join(TRAINING_COLUMNS)}")
+        rows = list(reader)
+    history = {}
+    for row in rows:
+        history.setdefault(row["layer"], []).append(row)
+    out = {}
+    for layer, layer_rows in history.items():
+        layer_rows.sort(key=lambda r: int(r["epoch"]))
+        out[layer] = {c: np.array([float(r[c]) for r in layer_rows]) for c in TRAINING_COLUMNS if c != "layer"}
+    return out
+
+
+def figure_training_geometry(report):
+    """The weights' geometry through training from the run's ``geometry.csv``, with the Gaussian
+    theory (37.07 deg for binary) and the uniform initialization's value (30 deg) as reference lines.
+    None (nothing drawn) for a run without the file."""
+    history = read_training_geometry(report.run_dir)
+    if history is None:
+        return None
+    if report.config.levels == 2:
+        limit, init = theory.binary_limit_angle(), theory.uniform_quantization_angle(0.0)
+    else:  # the lines are per layer for ternary; show the binary ones for scale
+        limit, init = theory.binary_limit_angle(), None
+    return plotting.plot_training_geometry(history, limit, init, save_path=report.path("training"))
 
 
 def binarization_patterns(report, n_train=DEFAULT_BN_IMAGES, batch_size=100, print_fn=print):
@@ -328,20 +395,63 @@ def figure_binarization_patterns(report):
 
 
 def layer_table(report):
-    """The per-layer numbers as a text table (angles in degrees)."""
-    head = (f"{'layer':<7}{'d':>6}{'filters':>8}{'r W':>8}{'slope W':>9}{'r A':>7}{'r perm':>8}"
-            f"{'mean °':>8}{'peak °':>8}{'std °':>7}{'theory °':>9}{'zeros':>7}")
+    """The per-layer numbers as a text table (angles in degrees).
+
+    ``iid r`` is the permutation control's r expected for i.i.d. inputs; ``flip W`` the fraction of
+    sampled dot products whose next quantized activation changes with continuous weights ("-" for
+    the output layer, which has no quantizer).
+    """
+    head = (f"{'layer':<7}{'d':>6}{'filters':>8}{'r W':>8}{'slope W':>9}{'r A':>7}{'r perm':>8}{'iid r':>7}"
+            f"{'flip W':>7}{'mean °':>8}{'peak °':>8}{'std °':>7}{'theory °':>9}{'zeros':>7}")
     lines = [head]
     for name, s in report.summaries.items():
         def f(value, fmt):
             return format(value, fmt) if value is not None else "-"
 
         act = s["activations"]["r"] if s["activations"] else None
+        flip = s["next_quantizer_differs"]["weights"] if s["next_quantizer_differs"] else None
         lines.append(
             f"{name:<7}{s['d']:>6}{s['n_filters']:>8}{f(s['weights']['r'], '.3f'):>8}"
             f"{f(s['weights']['slope'], '.3g'):>9}{f(act, '.3f'):>7}{f(s['permuted']['r'], '.3f'):>8}"
+            f"{f(s['permuted_r_expected'], '.3f'):>7}{f(flip, '.3f'):>7}"
             f"{f(s['angle_mean_deg'], '.2f'):>8}{f(s['angle_peak_deg'], '.2f'):>8}{f(s['angle_std_deg'], '.2f'):>7}"
             f"{f(s['angle_theory_deg'], '.2f'):>9}{f(s['zero_fraction'], '.3f'):>7}")
+    return "\n".join(lines)
+
+
+def rotation_table(report):
+    """Plain sign(W) against R^T sign(R W) with a Haar rotation R, per layer: angle to W^c and r of the
+    dot products (`bnn.network_geometry.rotation_numbers`); a dash where no rotation was drawn."""
+    lines = [f"{'layer':<7}{'d':>6}{'sign(W): angle °':>18}{'r':>7}{'R^T sign(RW): angle °':>23}{'r':>7}"]
+    for name, s in report.summaries.items():
+        rot = s["rotation"]
+        if rot is None:
+            lines.append(f"{name:<7}{s['d']:>6}{'-':>18}{'-':>7}{'-':>23}{'-':>7}")
+            continue
+        p, r = rot["plain"], rot["rotated"]
+        lines.append(f"{name:<7}{s['d']:>6}{p['angle_mean_deg']:>18.2f}{p['r']:>7.3f}"
+                     f"{r['angle_mean_deg']:>23.2f}{r['r']:>7.3f}")
+    return "\n".join(lines)
+
+
+def threshold_table(report):
+    """A ternary run's thresholds per layer, in units of the spread of what each one quantizes, with
+    the Gaussian theory at that value (`bnn.network_geometry.threshold_numbers`); None for binary."""
+    if report.config.levels != 3:
+        return None
+
+    def f(value, fmt):
+        return format(value, fmt) if value is not None else "-"
+
+    lines = [f"{'layer':<7}{'weights: t':>11}{'t/std':>7}{'zeros':>7}{'theory':>8}{'angle th °':>11}"
+             f"{'  activations: t':>17}{'t/std':>7}{'zeros':>7}{'theory':>8}"]
+    for name, s in report.summaries.items():
+        lines.append(
+            f"{name:<7}{f(s['weight_threshold'], '.3g'):>11}{f(s['weight_threshold_in_std'], '.3f'):>7}"
+            f"{f(s['weight_zero_fraction'], '.3f'):>7}{f(s['weight_zero_fraction_theory'], '.3f'):>8}"
+            f"{f(s['weight_angle_theory_deg'], '.2f'):>11}{f(s['activation_threshold'], '.3g'):>17}"
+            f"{f(s['activation_threshold_in_std'], '.3f'):>7}{f(s['activation_zero_fraction'], '.3f'):>7}"
+            f"{f(s['activation_zero_fraction_theory'], '.3f'):>8}")
     return "\n".join(lines)
 
 
@@ -372,7 +482,8 @@ def write_numbers(report):
 
 
 def make_report(run_dir, n_images=DEFAULT_N_IMAGES, out_dir=None, which="best", seed=0, bn_experiment=True,
-                bn_images=DEFAULT_BN_IMAGES, data_dir=None, n_points=200_000, batch_size=100, print_fn=print):
+                bn_images=DEFAULT_BN_IMAGES, data_dir=None, n_points=200_000, batch_size=100,
+                rotation_max_d=ng.ROTATION_MAX_D, print_fn=print):
     """Make every figure and the JSON of numbers for a run, as ``gen_plots.ipynb`` does.
 
     Parameters
@@ -391,7 +502,7 @@ def make_report(run_dir, n_images=DEFAULT_N_IMAGES, out_dir=None, which="best", 
     bn_images : int
     data_dir : str or Path, optional
         Read the data set from here instead of the run's ``data_dir``.
-    n_points, batch_size : int
+    n_points, batch_size, rotation_max_d : int
         See `bnn.network_geometry.network_geometry`.
     print_fn : callable
 
@@ -401,14 +512,22 @@ def make_report(run_dir, n_images=DEFAULT_N_IMAGES, out_dir=None, which="best", 
         `numbers`, also written to ``<out_dir>/geometry.json``.
     """
     report = open_run(run_dir, n_images, which=which, out_dir=out_dir, data_dir=data_dir, print_fn=print_fn)
-    analyse(report, n_points=n_points, batch_size=batch_size, seed=seed, print_fn=print_fn)
+    analyse(report, n_points=n_points, batch_size=batch_size, seed=seed, rotation_max_d=rotation_max_d,
+            print_fn=print_fn)
     print_fn(layer_table(report))
+    print_fn(rotation_table(report))
+    if report.config.levels == 3:
+        print_fn(threshold_table(report))
     start = time.perf_counter()
     for draw in (figure_weight_dot_products, figure_weight_dot_products_enlarged, figure_activation_dot_products,
-                 figure_angles, figure_angle_spread, figure_weight_distributions, figure_permuted_dot_products):
+                 figure_angles, figure_angle_spread, figure_weight_distributions, figure_permuted_dot_products,
+                 figure_training_geometry):
         drawn = draw(report)
         if drawn is not None:
             plt.close(drawn[0])
+    if read_training_geometry(report.run_dir) is None:
+        print_fn(f"no {TRAINING_GEOMETRY} in the run directory (made before training recorded it): "
+                 "no figure of the geometry through training")
     report.seconds["figures"] = time.perf_counter() - start
     if bn_experiment:
         binarization_patterns(report, n_train=bn_images, batch_size=batch_size, print_fn=print_fn)
@@ -436,12 +555,16 @@ def main(argv=None):
                         help="skip the binarization-pattern experiment (the slow part)")
     parser.add_argument("--bn_images", type=int, default=DEFAULT_BN_IMAGES,
                         help=f"training images for the batch-norm statistics (default: {DEFAULT_BN_IMAGES})")
+    parser.add_argument("--rotation_max_d", type=int, default=ng.ROTATION_MAX_D,
+                        help="largest d given a Haar rotation R^T sign(R W); the first layer always is "
+                             f"(default: {ng.ROTATION_MAX_D}; a rotation costs O(d^3))")
     parser.add_argument("--data_dir", default=None, help="read the data set from here instead of the run's data_dir")
     args = parser.parse_args(argv)
     plt.switch_backend("agg")
     try:
         make_report(args.run_dir, args.n_images, out_dir=args.out_dir, which=args.which, seed=args.seed,
-                    bn_experiment=not args.skip_bn_experiment, bn_images=args.bn_images, data_dir=args.data_dir)
+                    bn_experiment=not args.skip_bn_experiment, bn_images=args.bn_images, data_dir=args.data_dir,
+                    rotation_max_d=args.rotation_max_d)
     except BnnError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ import run_bnn
 from bnn import report, runs, theory
 from bnn.errors import BnnError
 from fake_data import write_cifar10, write_mnist
+from test_training_geometry import write_geometry_csv
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO_ROOT / "gen_plots.ipynb"
@@ -59,6 +60,10 @@ def run_dirs(data_dir, tmp_path_factory):
     for mode, argv in RUNS.items():
         assert run_bnn.main([*argv, "--batch_size", "20", "--data_dir", str(data_dir),
                              "--run_dir", str(root / mode)]) == 0
+    # The binary run gets a geometry.csv in the training callback's format if training wrote none; the
+    # ternary one is left as training made it (with none, it stands for a run made before the file).
+    if not (root / "binary" / report.TRAINING_GEOMETRY).exists():
+        write_geometry_csv(root / "binary", n_epochs=2)
     return {mode: root / mode for mode in RUNS}
 
 
@@ -114,6 +119,23 @@ def test_every_layer_has_sensible_numbers(executed, run_dirs, mode):
             assert layer["angle_theory"] == pytest.approx(theory.ternary_angle(t))
     if mode == "ternary":
         assert all(layer["zero_fraction"] > 0 for layer in numbers["layers"].values())
+        for name, layer in numbers["layers"].items():
+            assert layer["weight_threshold_in_std"] == pytest.approx(0.02 / layer["weight_std"])
+            if name != "out":  # batch-normed activations have a spread near 1: 0.02 is a small share of it
+                assert layer["activation_threshold_in_std"] == pytest.approx(0.02 / layer["activation_std"])
+                assert layer["activation_zero_fraction"] < layer["weight_zero_fraction"]
+        assert "ternary thresholds in units of the spread" in stdout(nb)
+    # the output layer has no quantizer: nothing counts as a changed quantized activation there
+    assert numbers["layers"]["out"]["next_quantizer_differs"] is None
+    assert all(0 <= layer["next_quantizer_differs"]["weights"] <= 1 for name, layer in numbers["layers"].items()
+               if name != "out")
+    # the first layer is always compared with its generalized binarization (binary weights)
+    first = numbers["layers"]["conv1"]["rotation"]
+    if mode == "binary":
+        assert first["d"] == 9 and 0 < first["rotated"]["angle_mean_deg"] < 90 and -1 <= first["rotated"]["r"] <= 1
+        assert first["plain"]["angle_mean_deg"] == pytest.approx(numbers["layers"]["conv1"]["angle_mean_deg"])
+    else:
+        assert first is None
 
 
 @pytest.mark.parametrize("mode", list(RUNS))
@@ -129,23 +151,28 @@ def test_accuracy_and_binarization_patterns(executed, mode):
     assert 0 <= numbers["test_accuracy"] <= 1
     assert f"test accuracy {numbers['test_accuracy']:.4f} on {N_TEST[mode]} test images" in stdout(nb)
     patterns = numbers["binarization_patterns"]
-    # all quantized, each of the 4 layers continuous, all continuous
+    # all quantized, each of the 4 layers continuous, all weights continuous
     assert [p["pattern"] for p in patterns] == ["all quantized (trained)", "conv1 continuous", "conv2 continuous",
-                                                "fc1 continuous", "out continuous", "all continuous"]
+                                                "fc1 continuous", "out continuous", "all weights continuous"]
     assert patterns[0]["accuracy_before"] == numbers["test_accuracy"]  # the trained network itself
     assert patterns[-1]["quantize_weights"] == [0, 0, 0, 0]
     assert all(0 <= p[k] <= 1 for p in patterns for k in ("accuracy_before", "accuracy_after"))
 
 
 @pytest.mark.parametrize("mode", list(RUNS))
-def test_every_figure_is_written_as_pdf_and_png(executed, mode):
+def test_every_figure_is_written_as_pdf_and_png(executed, run_dirs, mode):
     _, out_dir, nb = executed(mode)
-    for name in report.FIGURES.values():
+    figures = dict(report.FIGURES)
+    if not (run_dirs[mode] / report.TRAINING_GEOMETRY).exists():
+        del figures["training"]  # a run made before geometry.csv: that section prints a note instead
+        assert "the run was made before training recorded it" in stdout(nb)
+        assert not (out_dir / f"{report.FIGURES['training']}.png").exists()
+    for name in figures.values():
         for suffix in (".pdf", ".png"):
             path = out_dir / f"{name}{suffix}"
             assert path.is_file() and path.stat().st_size > 1000, path
     images = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {}))
-    assert images == len(report.FIGURES)
+    assert images == len(figures)
     assert "peak of the angle density per layer" in stdout(nb)
 
 

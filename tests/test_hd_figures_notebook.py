@@ -124,7 +124,7 @@ def test_ternary_numbers(executed):
     assert tern["optimal_threshold"]["theory"] == pytest.approx(0.612, abs=1e-3)
     # Grid step 0.005; the cosine is flat near its top, so allow 0.05.
     assert tern["optimal_threshold"]["sim"] == pytest.approx(0.612, abs=0.05)
-    assert tern["paper_threshold"] == pytest.approx(0.02 / 0.18)
+    assert tern["assumed_threshold"] == pytest.approx(0.02 / 0.18)
     t = np.array(tern["thresholds"])
     assert t[0] == 0
     assert tern["zero_fraction"]["theory"][0] == 0 and tern["zero_fraction"]["sim"][0] == 0
@@ -138,7 +138,7 @@ def test_ternary_numbers(executed):
     sim, th = np.array(tern["angle_mean_deg"]["sim"]), np.array(tern["angle_mean_deg"]["theory_large_d"])
     np.testing.assert_allclose(sim[t <= 1.5], th[t <= 1.5], atol=0.1)
     dist = tern["distributions"]
-    assert dist["optimal"]["angle_mean_deg"]["sim"] < dist["paper"]["angle_mean_deg"]["sim"] < dist["binary"]["angle_mean_deg"]["sim"]
+    assert dist["optimal"]["angle_mean_deg"]["sim"] < dist["assumed"]["angle_mean_deg"]["sim"] < dist["binary"]["angle_mean_deg"]["sim"]
     for row in dist.values():
         assert row["angle_std_deg"]["sim"] == pytest.approx(row["angle_std_deg"]["theory_large_d"], rel=5 / np.sqrt(2 * _n(numbers)) + 0.02)
 

@@ -5,13 +5,16 @@ import matplotlib
 
 matplotlib.use("agg")
 
+import dataclasses
+
 import keras
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from scipy import stats
 
 from bnn import network_geometry as ng
-from bnn import plotting, theory
+from bnn import geometry, plotting, theory
 from bnn.config import RunConfig
 from bnn.layer_tensors import inspect_network
 from bnn.model import build_model
@@ -216,7 +219,7 @@ def test_binarization_patterns():
     config = RunConfig(data_set="MNIST", conv=[], fc=[8, 8]).resolve()
     assert ng.binarization_patterns(config) == [
         ("all quantized (trained)", [1, 1, 1]), ("fc1 continuous", [0, 1, 1]),
-        ("fc2 continuous", [1, 0, 1]), ("out continuous", [1, 1, 0]), ("all continuous", [0, 0, 0])]
+        ("fc2 continuous", [1, 0, 1]), ("out continuous", [1, 1, 0]), ("all weights continuous", [0, 0, 0])]
     config = RunConfig(data_set="MNIST", conv=[], fc=[8], quantize_weights=[0, 1]).resolve()
     assert ng.binarization_patterns(config) == [("all quantized (trained)", [0, 1]), ("out continuous", [0, 0])]
 
@@ -234,6 +237,23 @@ def test_binarization_pattern_experiment_keeps_the_trained_network():
         assert 0 <= r["accuracy_before"] <= 1 and 0 <= r["accuracy_after"] <= 1
     for w, b in zip(model.get_weights(), before):  # the trained batch-norm statistics are untouched
         np.testing.assert_array_equal(w, b)
+
+
+def test_pattern_scores_equal_a_fresh_network_per_pattern():
+    """The shared-prefix computation gives what building each pattern's network and refitting all of
+    its batch norms gives."""
+    config, model, x = _network(dropout_hidden=0.2)
+    x_train, x_test = x[:5], x[3:] * 0.7
+    seen = []
+    for label, pattern, before, after in ng.pattern_scores(config, model, x_train, x_test, batch_size=2):
+        variant = build_model(dataclasses.replace(config, quantize_weights=pattern).resolve())
+        variant.set_weights(model.get_weights())
+        np.testing.assert_allclose(before, variant.predict(x_test, verbose=0), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(after, ng.reestimate_batch_norm(variant, x_train, 2, x_eval=x_test),
+                                   rtol=1e-4, atol=1e-4)
+        seen.append(label)
+    assert sorted(seen) == sorted(label for label, _ in ng.binarization_patterns(config))
+    assert seen[-1] == "all quantized (trained)"  # nothing to recompute: it comes free at the end
 
 
 # --------------------------------------------------------------------------------------------------
@@ -272,3 +292,111 @@ def test_trained_network_plots_return_figures_and_write_files(tmp_path):
     fig, axes = plotting.plot_dot_products(["a", "b", "c"], [x] * 3, [y] * 3, ncols=2)
     assert len(axes) == 3 and not list(tmp_path.glob("None*"))
     plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------------
+# Exact reference values (issue 8, item 2)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_permuted_r_expected_is_the_kernel_cosine_and_matches_iid_inputs():
+    rng = np.random.default_rng(1)
+    # filters of unequal norm, and of nonzero sums (so that a nonzero input mean matters)
+    w_c = (rng.uniform(-1, 1, (40, 5)) + np.array([0.3, -0.2, 0.0, 0.4, 0.1])) * np.array([0.1, 0.3, 1.0, 0.5, 0.2])
+    w_b = np.where(w_c >= 0, 1.0, -1.0)
+    # zero-mean inputs: the cosine of the whole flattened kernels
+    cos = np.sum(w_b * w_c) / np.sqrt(np.sum(w_b**2) * np.sum(w_c**2))
+    assert ng.permuted_r_expected(w_b, w_c) == pytest.approx(cos)
+    # i.i.d. +-1 inputs with mean 0.4 (P(+1) = 0.7): the pooled r of a large sample
+    a = np.where(rng.uniform(size=(40000, 40)) < 0.7, 1.0, -1.0)
+    measured = np.corrcoef((a @ w_b).ravel(), (a @ w_c).ravel())[0, 1]
+    expected = ng.permuted_r_expected(w_b, w_c, mean=0.4, var=1 - 0.4**2)
+    assert expected == pytest.approx(measured, abs=0.003) and abs(expected - cos) > 0.02
+
+
+def test_next_quantizer_switches_at_the_batch_norm_shifted_threshold():
+    bn = {"gamma": np.array([2.0, -1.0]), "beta": np.array([1.0, 0.5]), "mean": np.array([3.0, 0.0]),
+          "variance": np.array([4.0 - 1e-4, 1.0 - 1e-4]), "epsilon": 1e-4}
+    # filter 0: z* = 3 - 1 * 2 / 2 = 2; filter 1 (gamma < 0): +1 below z* = 0 - 0.5 * 1 / -1 = 0.5
+    z = np.array([1.99, 2.01, 0.49, 0.51])
+    filters = np.array([0, 0, 1, 1])
+    np.testing.assert_array_equal(ng.next_quantized(z, filters, bn, 2, 0.0), [-1, 1, 1, -1])
+    # ternary at t = 0.5: filter 0 is zero for |2 (z - 3) / 2 + 1| <= 0.5, i.e. z in [1.5, 2.5]
+    np.testing.assert_array_equal(ng.next_quantized(np.array([1.4, 1.6, 2.4, 2.6]), np.zeros(4, int), bn, 3, 0.5),
+                                  [-1, 0, 0, 1])
+
+
+def test_disagreement_is_none_for_the_output_layer_and_uses_each_filters_threshold():
+    _, model, x = _network()
+    layers, _ = ng.network_geometry(model, x, n_points=3000)
+    assert layers[-1].disagreement("Ab.Wb", "Ab.Wc") is None
+    assert ng.layer_summary(layers[-1])["next_quantizer_differs"] is None
+    fc1 = layers[2]
+    bn = fc1.batch_norm
+    z_star = bn["mean"] - bn["beta"] * np.sqrt(bn["variance"] + bn["epsilon"]) / bn["gamma"]
+    x_, y_ = fc1.dots["Ab.Wb"], fc1.dots["Ab.Wc"]
+    fit = ng.regression(x_, y_)
+    y_ = (y_ - fit["intercept"]) / fit["slope"]  # A.W^c in A.W^b's units
+    side = lambda v: (v >= z_star[fc1.filters]) == (bn["gamma"][fc1.filters] > 0)
+    np.testing.assert_array_equal(fc1.disagreement("Ab.Wb", "Ab.Wc"), side(x_) != side(y_))
+    # the quadrant rule (threshold 0 for every filter) would give another answer on these filters
+    assert not np.array_equal(side(x_) != side(y_), (x_ >= 0) != (y_ >= 0))
+    s = ng.layer_summary(fc1)
+    assert s["next_quantizer_differs"]["weights"] == pytest.approx(np.mean(side(x_) != side(y_)))
+    assert s["permuted_r_expected"] == pytest.approx(
+        ng.permuted_r_expected(fc1.weights_quantized, fc1.weights_continuous, fc1.input_mean, fc1.input_var))
+    assert fc1.input_mean ** 2 + fc1.input_var == pytest.approx(1.0, abs=1e-6)  # +-1 entries
+
+
+def test_initialization_angle_is_thirty_degrees_for_binary():
+    _, model, x = _network()
+    layers, _ = ng.network_geometry(model, x, n_points=100)
+    assert np.degrees(layers[0].init_angle()) == pytest.approx(30.0)
+    # a freshly initialized wide dense layer sits at it
+    w = keras.initializers.GlorotUniform(seed=0)((4000, 64)).numpy()
+    assert np.degrees(ng.filter_angles(w, np.sign(w)).mean()) == pytest.approx(30.0, abs=0.1)
+
+
+def test_ternary_thresholds_in_units_of_what_they_quantize():
+    _, model, x = _network(levels=3)
+    model.get_layer("conv2_act").threshold = 0.3  # an activation threshold of its own, read from the layer
+    layers, _ = ng.network_geometry(model, x, n_points=500, batch_size=3)
+    inspected = inspect_network(model, x)
+    for layer, ref in zip(layers[:-1], inspected[:-1]):
+        s = ng.layer_summary(layer)
+        t_a = 0.3 if layer.name == "conv2" else 0.05
+        assert s["activation_threshold"] == t_a and s["weight_threshold"] == 0.05
+        assert s["activation_std"] == pytest.approx(ref.pre_activation.std(), rel=1e-4)
+        assert s["activation_threshold_in_std"] == pytest.approx(t_a / ref.pre_activation.std(), rel=1e-4)
+        assert s["activation_zero_fraction"] == pytest.approx(np.mean(ref.activation == 0))
+        assert s["activation_zero_fraction"] == pytest.approx(np.mean(np.abs(ref.pre_activation) <= t_a), abs=1e-3)
+        t_w = 0.05 / layer.weight_std
+        assert s["weight_threshold_in_std"] == pytest.approx(t_w)
+        assert s["weight_zero_fraction_theory"] == pytest.approx(2 * stats.norm.cdf(t_w) - 1)
+    out = ng.layer_summary(layers[-1])
+    assert out["activation_threshold"] is None and out["weight_threshold"] == 0.05
+    binary, _ = ng.network_geometry(_network()[1], x, n_points=100)
+    assert ng.layer_summary(binary[0])["weight_threshold"] is None
+
+
+def test_rotated_kernel_and_the_rotation_numbers():
+    rng = np.random.default_rng(2)
+    kernel = rng.standard_normal((3, 3, 2, 4))
+    np.testing.assert_array_equal(ng.rotated_kernel(kernel, np.eye(18)), np.sign(kernel))  # R = I: plain sign
+    R = geometry.haar_rotation(18, rng)
+    w = ng.rotated_kernel(kernel, R)
+    np.testing.assert_allclose(w[..., 1].ravel(), R.T @ np.sign(R @ kernel[..., 1].ravel()), atol=1e-6)
+    _, model, x = _network()
+    layers, _ = ng.network_geometry(model, x, n_points=10**9, batch_size=4, rotation_max_d=100)
+    assert [l.weights_rotated is not None for l in layers] == [True, True, False, True]  # d = 27, 27, 1024, 6
+    conv2 = layers[1]
+    full = ng.dot_products(inspect_network(model, x)[1].inputs, conv2.weights_rotated, "conv").ravel()
+    np.testing.assert_allclose(conv2.dots["Ab.Wr"], full, rtol=1e-4, atol=1e-4)
+    s = ng.layer_summary(conv2)
+    rot = s["rotation"]
+    assert rot["d"] == 27 and rot["plain"]["angle_mean_deg"] == pytest.approx(s["angle_mean_deg"])
+    assert rot["plain"]["r"] == pytest.approx(s["weights"]["r"])
+    expected = np.degrees(ng.filter_angles(conv2.weights_continuous, conv2.weights_rotated)).mean()
+    assert rot["rotated"]["angle_mean_deg"] == pytest.approx(expected)
+    assert rot["rotated"]["r"] == pytest.approx(ng.regression(conv2.dots["Ab.Wr"], conv2.dots["Ab.Wc"])["r"])
+    assert ng.layer_summary(layers[2])["rotation"] is None

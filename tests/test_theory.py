@@ -177,7 +177,7 @@ def test_optimal_ternary_threshold():
     assert theory.ternary_cosine(t_star) > theory.ternary_cosine(t_star - 0.01)
 
 
-@pytest.mark.parametrize("t", [theory.PAPER_TERNARY_THRESHOLD, 0.6, 1.2])
+@pytest.mark.parametrize("t", [theory.ASSUMED_TERNARY_THRESHOLD, 0.6, 1.2])
 def test_ternary_angle_and_zero_fraction_match_monte_carlo(t):
     d, n = 1000, 3000
     u = geometry.gaussian_vectors(n, d, np.random.default_rng(int(100 * t)))
@@ -200,8 +200,8 @@ def test_quantization_angle_pdf_large_d_is_a_normal_density_at_the_ternary_angle
     assert peak == pytest.approx(1 / (np.sqrt(2 * np.pi) * theory.ternary_angle_std(t, d)), rel=1e-12)
 
 
-def test_paper_threshold_in_standard_deviations():
-    assert theory.PAPER_TERNARY_THRESHOLD == pytest.approx(0.1111, abs=1e-4)
+def test_assumed_threshold_in_standard_deviations():
+    assert theory.ASSUMED_TERNARY_THRESHOLD == pytest.approx(0.1111, abs=1e-4)
 
 
 def test_theory_rejects_bad_arguments():
@@ -211,3 +211,15 @@ def test_theory_rejects_bad_arguments():
         theory.gaussian_angle_pdf(1.0, 1)
     with pytest.raises(ValueError, match="d >= 1"):
         theory.binary_angle_std(0)
+
+
+def test_uniform_quantization_angle():
+    assert np.degrees(theory.uniform_quantization_angle(0.0)) == pytest.approx(30.0)
+    rng = np.random.default_rng(0)
+    u = rng.uniform(-1, 1, (400, 3000))  # std 1/sqrt(3)
+    for t in (0.0, 0.5, 1.2):
+        q = np.sign(u) * (np.abs(u) > t / np.sqrt(3))
+        cos = np.sum(u * q, 1) / np.linalg.norm(u, axis=1) / np.linalg.norm(q, axis=1)
+        assert np.arccos(cos).mean() == pytest.approx(theory.uniform_quantization_angle(t), abs=2e-3)
+    assert theory.uniform_quantization_angle(2.0) == pytest.approx(np.pi / 2)  # t > sqrt(3): all zeros
+    assert theory.glorot_uniform_std(100, 50) == pytest.approx(np.sqrt(6 / 150) / np.sqrt(3))
