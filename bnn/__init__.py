@@ -82,7 +82,5 @@ elif not any(isinstance(f, _ImportHook) for f in sys.meta_path):
 def __getattr__(name):
     # bnn.summary(model): the submodule is callable; load it (and Keras) only when asked.
     if name == "summary":
-        import importlib
-
         return importlib.import_module("bnn.summary")
     raise AttributeError(f"module 'bnn' has no attribute {name!r}")
