@@ -17,6 +17,7 @@ import numpy as np
 from bnn import runs
 from bnn.config import DEBUG_SIZES
 from bnn.errors import BnnError
+from bnn.geometry_log import FILE as GEOMETRY_LOG, GeometryLog
 from bnn.losses import get_loss
 from bnn.model import build_model
 
@@ -92,15 +93,18 @@ def check_quantized_weights_alive(model):
     """Refuse a fresh network in which a layer's ternarized weights are all zero.
 
     Such a layer outputs a constant, so batch norm passes no gradient back and it never learns.
-    It happens when ``--threshold`` exceeds every initial weight (Glorot: sqrt(6 / (fan_in + fan_out))).
+    It happens when ``--threshold_weights`` (default ``--threshold``) exceeds every initial weight
+    (Glorot: sqrt(6 / (fan_in + fan_out))).
     """
     for layer in model.layers:
         if getattr(layer, "quantize_weights", False) and layer.levels == 3:
             largest = float(keras.ops.max(keras.ops.abs(layer.kernel)))
             if largest <= layer.threshold:
-                raise BnnError(f"--threshold {layer.threshold} is above every initial weight of layer "
-                               f"{layer.name} (largest {largest:.4f}), so all its weights ternarize to "
-                               f"0 and it cannot learn: use --threshold below {largest:.4f}")
+                raise BnnError(f"weight threshold {layer.threshold} (--threshold_weights or --threshold) "
+                               f"is above every initial weight "
+                               f"of layer {layer.name} (largest {largest:.4f}), so all its weights "
+                               f"ternarize to 0 and it cannot learn: use --threshold_weights below "
+                               f"{largest:.4f}")
 
 
 class RunCheckpoint(keras.callbacks.Callback):
@@ -209,6 +213,9 @@ def train_and_evaluate(config, verbose="auto", print_fn=print):
         check_quantized_weights_alive(model)
     best = runs.read_json(run_dir / runs.BEST_INFO, {"val_accuracy": -1.0})
     _truncate_log(run_dir / runs.LOG, initial_epoch)
+    # geometry.csv counts epochs from 0 = initialization: keep rows up to the checkpoint's epoch
+    # (none on a fresh start, which writes its epoch 0 again).
+    _truncate_log(run_dir / GEOMETRY_LOG, initial_epoch + 1 if initial_epoch else 0)
 
     has_val = len(data.x_val) > 0
     callbacks = [
@@ -219,6 +226,8 @@ def train_and_evaluate(config, verbose="auto", print_fn=print):
     ]
     if keras.backend.backend() == "tensorflow":
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / runs.TB_DIR), write_graph=False))
+    if not config.no_geometry_log:
+        callbacks.append(GeometryLog(run_dir, initial_epoch, tensorboard_dir=run_dir / runs.TB_DIR))
     if verbose == "auto":
         verbose = 1 if os.isatty(1) else 0
     start = time.perf_counter()
