@@ -71,6 +71,10 @@ class RunConfig:
                        metavar="{2,3}")
     threshold: float = _arg(0.0, "ternarization threshold in [0, 1) (levels 3)",
                             group="quantization")
+    threshold_weights: float = _arg(None, "threshold of the weights (default: --threshold)",
+                                    type=float, group="quantization")
+    threshold_activations: float = _arg(None, "threshold of the batch-normed activations "
+                                        "(default: --threshold)", type=float, group="quantization")
     quantize_weights: list = _arg(None, "1/0 per weight layer (conv, fc, output): quantize its "
                                   "weights (default: all, unless --continuous)", nargs="*", type=int,
                                   group="quantization")
@@ -80,6 +84,15 @@ class RunConfig:
     dropout_in: float = _arg(0.0, "dropout rate on the input image", group="network")
     dropout_hidden: float = _arg(0.0, "dropout rate after each hidden layer's activation",
                                  group="network")
+    bn_momentum: float = _arg(0.9, "batch norm moving-average momentum (authors' TF1 code: 0.999)",
+                              group="network")
+    bn_epsilon: float = _arg(1e-4, "batch norm epsilon (authors' TF1 code: 1e-3)", group="network")
+    bn_scale: int = _arg(1, "1: batch norm learns a scale (BinaryNet); 0: a shift only (authors' "
+                         "TF1 code)", group="network", metavar="{0,1}")
+    rotate_first_layer: bool = _arg(False, "quantize the first layer's filters w as R^T sign(R w), "
+                                    "R a fixed Haar-random rotation from --seed", group="quantization")
+    no_geometry_log: bool = _arg(False, "do not write geometry.csv (weight geometry per epoch)",
+                                 group="run directory")
     val_fraction: float = _arg(0.1, "fraction of the training files held out for validation",
                                group="data")
     seed: int = _arg(0, "random seed in [0, 2**32) (initialisation, split, shuffling, dropout)",
@@ -129,8 +142,18 @@ class RunConfig:
             self.epochs = DEBUG_EPOCHS if self.debug else 500
         if self.levels not in (2, 3):
             raise BnnError(f"--levels must be 2 (binary) or 3 (ternary), got {self.levels}")
-        if not 0.0 <= self.threshold < 1.0:
-            raise BnnError(f"--threshold must lie in [0, 1), got {self.threshold}")
+        for name in ("threshold", "threshold_weights", "threshold_activations"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise BnnError(f"--{name} must lie in [0, 1), got {value}")
+        for name in ("threshold_weights", "threshold_activations"):
+            if getattr(self, name) is None:
+                setattr(self, name, self.threshold)
+        if not 0.0 <= self.bn_momentum < 1.0 or self.bn_epsilon <= 0:
+            raise BnnError(f"need 0 <= --bn_momentum < 1 and --bn_epsilon > 0, got "
+                           f"{self.bn_momentum} and {self.bn_epsilon}")
+        if self.bn_scale not in (0, 1):
+            raise BnnError(f"--bn_scale must be 1 or 0, got {self.bn_scale}")
         if self.loss_mode not in LOSS_MODES:
             raise BnnError(f"--loss_mode must be one of {', '.join(LOSS_MODES)}, got {self.loss_mode!r}")
         for name in ("batch_size", "epochs", "filter_size", "ckpt_n"):
@@ -161,6 +184,10 @@ class RunConfig:
         self.max_pool = _check_switches("max_pool", self.max_pool)
         self.quantize_weights = self._per_layer("quantize_weights", self.n_hidden + 1)
         self.quantize_activations = self._per_layer("quantize_activations", self.n_hidden)
+        if self.rotate_first_layer and not self.quantize_weights[0]:
+            raise BnnError(f"--rotate_first_layer changes how the first layer's weights are "
+                           f"quantized, but they are not (--continuous or --quantize_weights "
+                           f"{self.quantize_weights}): drop one of them")
         return self
 
     def _per_layer(self, name, n):

@@ -10,8 +10,11 @@ import keras
 from bnn.layers import QuantActivation, QuantConv2D, QuantDense
 from data.load_data import IMAGE_SHAPES as INPUT_SHAPES, NUM_CLASSES as N_CLASSES
 
-# BatchNormalization settings of the paper's network.
-BN_KWARGS = {"momentum": 0.9, "epsilon": 1e-4}
+
+def batch_norm(config, name):
+    """Batch norm with the run's momentum, epsilon and scale (``--bn_*``); always a shift."""
+    return keras.layers.BatchNormalization(momentum=config.bn_momentum, epsilon=config.bn_epsilon,
+                                           scale=bool(config.bn_scale), name=name)
 
 
 def build_model(config):
@@ -29,7 +32,10 @@ def build_model(config):
         ``conv1.., fc1.., out``; each hidden layer's batch norm is ``<name>_bn`` and its
         activation quantizer ``<name>_act``.
     """
-    quant = {"levels": config.levels, "threshold": config.threshold}
+    quant_w = {"levels": config.levels, "threshold": config.threshold_weights}
+    quant_a = {"levels": config.levels, "threshold": config.threshold_activations}
+    # The first weight layer sees raw pixels; only it may quantize through a rotation.
+    rotation = [config.seed if config.rotate_first_layer else None] + [None] * config.n_hidden
     x = inputs = keras.Input(INPUT_SHAPES[config.data_set], name="image")
     if config.dropout_in:
         x = keras.layers.Dropout(config.dropout_in, name="dropout_in")(x)
@@ -37,20 +43,23 @@ def build_model(config):
     for i, name in enumerate(names[:-1]):
         if i < config.n_conv:
             x = QuantConv2D(config.conv[i], config.filter_size,
-                            quantize_weights=config.quantize_weights[i], name=name, **quant)(x)
+                            quantize_weights=config.quantize_weights[i], rotation_seed=rotation[i],
+                            name=name, **quant_w)(x)
             if config.max_pool[i]:
                 x = keras.layers.MaxPooling2D(2, padding="same", name=f"{name}_pool")(x)
         else:
             if i == config.n_conv:
                 x = keras.layers.Flatten(name="flatten")(x)
             x = QuantDense(config.fc[i - config.n_conv],
-                           quantize_weights=config.quantize_weights[i], name=name, **quant)(x)
-        x = keras.layers.BatchNormalization(name=f"{name}_bn", **BN_KWARGS)(x)
-        x = QuantActivation(config.quantize_activations[i], name=f"{name}_act", **quant)(x)
+                           quantize_weights=config.quantize_weights[i], rotation_seed=rotation[i],
+                           name=name, **quant_w)(x)
+        x = batch_norm(config, f"{name}_bn")(x)
+        x = QuantActivation(config.quantize_activations[i], name=f"{name}_act", **quant_a)(x)
         if config.dropout_hidden:
             x = keras.layers.Dropout(config.dropout_hidden, name=f"{name}_dropout")(x)
     if config.n_conv and not config.fc:
         x = keras.layers.Flatten(name="flatten")(x)
-    x = QuantDense(N_CLASSES, quantize_weights=config.quantize_weights[-1], name="out", **quant)(x)
-    scores = keras.layers.BatchNormalization(name="out_bn", **BN_KWARGS)(x)
+    x = QuantDense(N_CLASSES, quantize_weights=config.quantize_weights[-1], rotation_seed=rotation[-1],
+                   name="out", **quant_w)(x)
+    scores = batch_norm(config, "out_bn")(x)
     return keras.Model(inputs, scores, name=f"bnn_{config.mode}")

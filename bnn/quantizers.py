@@ -115,3 +115,31 @@ def check_quantizer_args(levels, threshold):
         raise ValueError(f"levels must be 2 (binary) or 3 (ternary). Received: levels={levels}")
     if not 0.0 <= threshold < 1.0:
         raise ValueError(f"threshold must lie in [0, 1). Received: threshold={threshold}")
+
+
+def rotated_quantize(w, rotation, levels=2, threshold=0.0):
+    """Generalized binarization transformation ``R^T Q(R w)`` of each column of ``w``.
+
+    Parameters
+    ----------
+    w : tensor, shape (d, n), float
+        One vector per column (a layer's flattened filters).
+    rotation : tensor, shape (d, d)
+        A fixed orthogonal matrix R (Haar-random in `bnn.layers.HaarRotation`).
+    levels, threshold
+        As in :func:`quantize`, applied in the rotated coordinates.
+
+    Returns
+    -------
+    tensor, shape (d, n)
+        Forward ``R^T Q(R w)`` (Anderson & Berg 2018, "generalized binarization transformation");
+        backward the identity, the straight-through rule without cancellation: through the chain
+        ``R^T dQ R`` with ``dQ = I`` it is ``R^T R = I``, so the two backward matmuls are skipped.
+    """
+    rotation = _as_tensor(rotation)
+    q = _sign if levels == 2 else _ternary(float(threshold))
+
+    def forward(x):
+        return ops.matmul(ops.transpose(rotation), q(ops.matmul(rotation, x)))
+
+    return straight_through(forward, cancel=False)(_as_tensor(w))

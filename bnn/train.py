@@ -19,6 +19,7 @@ from bnn import runs
 from bnn.config import DEBUG_SIZES
 from bnn.errors import BnnError, RunIOError, TrainingDiverged
 from bnn.files import atomic_write
+from bnn.geometry_log import FILE as GEOMETRY_LOG, TB_SUBDIR as GEOMETRY_TB_SUBDIR, GeometryLog
 from bnn.losses import get_loss
 from bnn.model import build_model
 
@@ -94,15 +95,18 @@ def check_quantized_weights_alive(model):
     """Refuse a fresh network in which a layer's ternarized weights are all zero.
 
     Such a layer outputs a constant, so batch norm passes no gradient back and it never learns.
-    It happens when ``--threshold`` exceeds every initial weight (Glorot: sqrt(6 / (fan_in + fan_out))).
+    It happens when ``--threshold_weights`` (default ``--threshold``) exceeds every initial weight
+    (Glorot: sqrt(6 / (fan_in + fan_out))).
     """
     for layer in model.layers:
         if getattr(layer, "quantize_weights", False) and layer.levels == 3:
             largest = float(keras.ops.max(keras.ops.abs(layer.kernel)))
             if largest <= layer.threshold:
-                raise BnnError(f"--threshold {layer.threshold} is above every initial weight of layer "
-                               f"{layer.name} (largest {largest:.4f}), so all its weights ternarize to "
-                               f"0 and it cannot learn: use --threshold below {largest:.4f}")
+                raise BnnError(f"weight threshold {layer.threshold} (--threshold_weights or --threshold) "
+                               f"is above every initial weight "
+                               f"of layer {layer.name} (largest {largest:.4f}), so all its weights "
+                               f"ternarize to 0 and it cannot learn: use --threshold_weights below "
+                               f"{largest:.4f}")
 
 
 class RunCheckpoint(keras.callbacks.Callback):
@@ -227,17 +231,19 @@ def _roll_back_tensorboard(tb_dir, epochs_done, steps_done):
     """Drop TensorBoard events of epochs after the resumed checkpoint, so none shows twice.
 
     Keras writes ``epoch_*`` summaries at step = 0-based epoch and ``*_vs_iterations`` ones at
-    step = optimizer iterations.
+    step = optimizer iterations; the geometry log writes at step = epochs done (0 = the
+    initialization), so its rows up to the checkpoint's epoch stay.
     """
     import tensorflow as tf
 
     for path in sorted(Path(tb_dir).rglob("*tfevents*")):
+        last_kept = epochs_done if GEOMETRY_TB_SUBDIR in path.relative_to(tb_dir).parts else epochs_done - 1
         records, dropped = [], 0
         try:
             for record in tf.data.TFRecordDataset(str(path)):
                 event = tf.compat.v1.Event.FromString(record.numpy())
                 vs_steps = any(v.tag.endswith("_vs_iterations") for v in event.summary.value)
-                if event.summary.value and event.step >= (steps_done + 1 if vs_steps else epochs_done):
+                if event.summary.value and event.step > (steps_done if vs_steps else last_kept):
                     dropped += 1
                 else:
                     records.append(record.numpy())
@@ -325,9 +331,13 @@ def train_and_evaluate(config, verbose="auto", print_fn=print):
 def _resume(config, run_dir, model, print_fn):
     """``(model, epochs done)``: the newest checkpoint, with the run directory rolled back to it."""
     saved = runs.checkpoints(run_dir)
+    initial_epoch = saved[-1][0] if saved else 0
+    _truncate_log(run_dir / runs.LOG, initial_epoch)
+    # geometry.csv counts epochs from 0 = initialization: keep rows up to the checkpoint's epoch
+    # (none on a fresh start, which writes its epoch 0 again).
+    _truncate_log(run_dir / GEOMETRY_LOG, initial_epoch + 1 if initial_epoch else 0)
     if not saved:
         return model or _fresh_model(config, print_fn), 0
-    initial_epoch = saved[-1][0]
     model = runs.load_model_file(saved[-1][1])
     if initial_epoch >= config.epochs:
         print_fn(f"{run_dir} is complete ({config.epochs} epochs): testing its models again")
@@ -335,7 +345,6 @@ def _resume(config, run_dir, model, print_fn):
             runs.atomic_link(saved[-1][1], run_dir / runs.FINAL)
     else:
         print_fn(f"resuming {run_dir} after epoch {initial_epoch}")
-    _truncate_log(run_dir / runs.LOG, initial_epoch)
     _roll_back_best(run_dir, initial_epoch)
     if (run_dir / runs.TB_DIR).exists() and keras.backend.backend() == "tensorflow":
         _roll_back_tensorboard(run_dir / runs.TB_DIR, initial_epoch,
@@ -360,6 +369,8 @@ def _fit(config, run_dir, model, data, initial_epoch, verbose, print_fn):
     ]
     if keras.backend.backend() == "tensorflow":
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / runs.TB_DIR), write_graph=False))
+    if not config.no_geometry_log:
+        callbacks.append(GeometryLog(run_dir, initial_epoch, tensorboard_dir=run_dir / runs.TB_DIR))
     if verbose:  # the progress bar finishes its line before the epoch summary is printed
         callbacks.append(keras.callbacks.ProgbarLogger())
     callbacks.append(EpochSummary(config.epochs, print_fn))
