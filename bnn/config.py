@@ -20,6 +20,10 @@ DEBUG_SIZES = {"train": 500, "val": 100, "test": 500}
 DEBUG_EPOCHS = 2
 # Fields that only say where things are; they may differ when a run is resumed.
 PATH_FIELDS = ("run_dir", "data_dir", "param_file")
+# Fields that only say how fast a run goes (bnn/accelerate.py); they may differ on resume too.
+RUNTIME_FIELDS = ("jit_compile", "steps_per_execution", "distribute")
+JIT_MODES = ("auto", "on", "off")
+DTYPE_POLICIES = ("float32", "mixed_bfloat16")
 
 
 def _arg(default, help, **cli):
@@ -69,6 +73,14 @@ class RunConfig:
     param_file: str = _arg(None, "start from these weights: a .keras file or a run directory")
     run_dir: str = _arg(None, "where checkpoints and logs go (default: runs/<data set>-<mode>)")
     data_dir: str = _arg(None, "where the data sets are (default: data/, or $BNN_DATA_DIR)")
+    dtype_policy: str = _arg("float32", "float32, or mixed_bfloat16: layers compute in bfloat16, "
+                             "latent weights, batch norm and the loss stay float32",
+                             choices=DTYPE_POLICIES)
+    jit_compile: str = _arg("auto", "compile the train step with XLA: on, off, or auto (the "
+                            "faster for the backend and network)", choices=JIT_MODES)
+    steps_per_execution: int = _arg(0, "training steps per call into the compiled function "
+                                    "(0: 1 on CPU, 32 on GPU/TPU)")
+    distribute: bool = _arg(False, "train data-parallel on all visible GPUs (or CPU devices)")
 
     # -- derived ----------------------------------------------------------------------------
     @property
@@ -134,6 +146,11 @@ class RunConfig:
         self.max_pool = [int(bool(p)) for p in self.max_pool]
         self.quantize_weights = self._per_layer("quantize_weights", self.n_hidden + 1)
         self.quantize_activations = self._per_layer("quantize_activations", self.n_hidden)
+        for name, allowed in (("dtype_policy", DTYPE_POLICIES), ("jit_compile", JIT_MODES)):
+            if getattr(self, name) not in allowed:
+                raise BnnError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.steps_per_execution < 0:
+            raise BnnError(f"--steps_per_execution must be 0 (auto) or more, got {self.steps_per_execution}")
         return self
 
     def _per_layer(self, name, n):
@@ -179,8 +196,8 @@ class RunConfig:
             raise BnnError(f"{path} is not valid JSON ({e})")
         return cls.from_dict(d)
 
-    def differences(self, other, ignore=PATH_FIELDS):
-        """``{field: (self value, other value)}`` for fields that differ, paths ignored."""
+    def differences(self, other, ignore=PATH_FIELDS + RUNTIME_FIELDS):
+        """``{field: (self value, other value)}`` for fields that differ, paths and speed settings ignored."""
         a, b = self.to_dict(), other.to_dict()
         return {k: (a[k], b[k]) for k in a if k not in ignore and a[k] != b[k]}
 

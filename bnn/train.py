@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from bnn import runs
+from bnn import accelerate, runs
 from bnn.config import DEBUG_SIZES
 from bnn.errors import BnnError
 from bnn.losses import get_loss
@@ -54,17 +54,14 @@ def load_dataset(config):
 def compile_model(model, config):
     """Compile with Adam, element-wise gradient clipping to [-1, 1] and the run's loss.
 
-    The train step is compiled with XLA, which fuses the quantizers' element-wise passes:
-    on a 2-core CPU it trained the binary 3x2048 MLP 2.4 times faster, the conv net alike
-    (benchmarks/bench_train.py).
+    XLA on or off and steps per execution are chosen by :func:`bnn.accelerate.apply`.
     """
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.lr_start, clipvalue=1.0),
         loss=get_loss(config.loss_mode),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=True,
     )
-    return model
+    return accelerate.apply(model, config)
 
 
 def _weight_shapes(model):
@@ -188,6 +185,11 @@ def train_and_evaluate(config, verbose="auto", print_fn=print):
         The contents of ``results.json``: test accuracy of the best and final models and more.
     """
     config.resolve()
+    with accelerate.session(config, print_fn):
+        return _train_and_evaluate(config, verbose, print_fn)
+
+
+def _train_and_evaluate(config, verbose, print_fn):
     data = load_dataset(config)
     if len(data.x_train) == 0:
         raise BnnError(f"no training images in {config.data_set}: check the data set files")
@@ -196,7 +198,7 @@ def train_and_evaluate(config, verbose="auto", print_fn=print):
     initial_epoch = saved[-1][0] if saved else 0
     keras.utils.set_random_seed(config.seed + initial_epoch)
     if saved:
-        model = runs.load_model_file(saved[-1][1])
+        model = accelerate.apply(runs.load_model_file(saved[-1][1]), config)
         if initial_epoch >= config.epochs:
             print_fn(f"{run_dir} is complete ({config.epochs} epochs): testing its models again")
         else:
@@ -217,7 +219,7 @@ def train_and_evaluate(config, verbose="auto", print_fn=print):
         RunCheckpoint(run_dir, config, best["val_accuracy"]),
         EpochSummary(config.epochs, print_fn),
     ]
-    if keras.backend.backend() == "tensorflow":
+    if accelerate.tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / runs.TB_DIR), write_graph=False))
     if verbose == "auto":
         verbose = 1 if os.isatty(1) else 0
@@ -227,6 +229,7 @@ def train_and_evaluate(config, verbose="auto", print_fn=print):
                  f"({len(data.x_val)} validation) for {config.epochs} epochs into {run_dir}")
         model.fit(data.x_train, data.y_train, batch_size=config.batch_size, epochs=config.epochs,
                   initial_epoch=initial_epoch, validation_data=(data.x_val, data.y_val) if has_val else None,
+                  validation_batch_size=accelerate.eval_batch_size(config),
                   shuffle=True, callbacks=callbacks, verbose=verbose)
     train_seconds = time.perf_counter() - start
     return _test(config, run_dir, data, train_seconds, print_fn)
@@ -240,7 +243,7 @@ def _test(config, run_dir, data, train_seconds, print_fn):
         if which == "best" and best is None:
             continue
         _, model = runs.load_run(run_dir, which)
-        loss, acc = model.evaluate(data.x_test, data.y_test, batch_size=max(config.batch_size, 100),
+        loss, acc = model.evaluate(data.x_test, data.y_test, batch_size=accelerate.eval_batch_size(config),
                                    verbose=0)
         results[f"{which}_test_accuracy"] = float(acc)
         results[f"{which}_test_loss"] = float(loss)
