@@ -53,5 +53,6 @@ def build_model(config):
     if config.n_conv and not config.fc:
         x = keras.layers.Flatten(name="flatten")(x)
     x = QuantDense(N_CLASSES, quantize_weights=config.quantize_weights[-1], name="out", **quant)(x)
-    scores = keras.layers.BatchNormalization(name="out_bn", **BN_KWARGS)(x)
+    # float32 scores even under --dtype_policy mixed_bfloat16, so the loss sees them unrounded
+    scores = keras.layers.BatchNormalization(name="out_bn", dtype="float32", **BN_KWARGS)(x)
     return keras.Model(inputs, scores, name=f"bnn_{config.mode}")
