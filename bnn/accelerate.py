@@ -159,6 +159,31 @@ def _distribution(config, print_fn):
         raise BnnError(f"--distribute needs the jax or tensorflow backend, not {backend()}")
 
 
+def trim_for_devices(data, config, print_fn=print):
+    """Drop the last few images of each split so JAX can shard every batch evenly over devices.
+
+    ``keras.distribution.DataParallel`` needs every batch, the last one of an epoch included, to
+    split evenly; with ``n`` devices at most ``n - 1`` images of a split are left out (none for the
+    official data sets). TensorFlow's ``MirroredStrategy`` splits uneven batches itself.
+
+    Parameters
+    ----------
+    data : Dataset
+        ``(x_train, y_train, x_val, y_val, x_test, y_test)`` as ``bnn.train.load_dataset`` returns.
+    """
+    n = len(devices()) if config.distribute and backend() == "jax" else 1
+    if n < 2:
+        return data
+    arrays = list(data)
+    for i, split in ((0, "training"), (2, "validation"), (4, "test")):
+        keep = len(arrays[i]) - len(arrays[i]) % n
+        if keep < len(arrays[i]):
+            print_fn(f"--distribute: leaving out the last {len(arrays[i]) - keep} {split} images so "
+                     f"that every batch splits over {n} devices")
+            arrays[i], arrays[i + 1] = arrays[i][:keep], arrays[i + 1][:keep]
+    return type(data)(*arrays)
+
+
 def _name(device):
     return device if isinstance(device, str) else f"{device.platform}:{device.id}"
 

@@ -190,7 +190,7 @@ def train_and_evaluate(config, verbose="auto", print_fn=print):
 
 
 def _train_and_evaluate(config, verbose, print_fn):
-    data = load_dataset(config)
+    data = accelerate.trim_for_devices(load_dataset(config), config, print_fn)
     if len(data.x_train) == 0:
         raise BnnError(f"no training images in {config.data_set}: check the data set files")
     run_dir = runs.prepare_run_dir(config)
