@@ -43,7 +43,7 @@ def test_checkpoint_predicts_the_same_on_the_other_backend(tmp_path):
     env = {**os.environ, "KERAS_BACKEND": OTHER, "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", PREDICT, str(tmp_path / "x.npy"),
                           str(tmp_path / "model.keras"), str(tmp_path / "other.npy")],
-                         env=env, capture_output=True, text=True, timeout=300)
+                         env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     here, there = model.predict(x, verbose=0), np.load(tmp_path / "other.npy")
     # Binary layers make the two backends agree exactly up to float rounding in the sums.

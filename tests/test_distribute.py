@@ -40,10 +40,10 @@ def test_two_devices_train_resume_and_match_one(tiny_data_dir, tmp_path, capsys)
 
     cmd, env = two_device_command([*MLP, "--distribute", "--data_dir", str(tiny_data_dir),
                                    "--run_dir", str(two)])
-    killed_after = kill_after_checkpoint(cmd, env, two, epoch=1)
+    killed_after = kill_after_checkpoint(cmd, env, two, epoch=1, timeout=600)
     assert killed_after < 6, "the run finished before it could be killed"
 
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "data-parallel over 2 devices" in out.stdout
     assert int(out.stdout.split("after epoch ")[1].split()[0]) >= killed_after
