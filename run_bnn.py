@@ -8,6 +8,7 @@ Running the same command again after an interruption resumes from the last check
 Every flag is a field of bnn.config.RunConfig; the run directory stores them as config.json.
 """
 
+import importlib.util
 import os
 import sys
 
@@ -15,6 +16,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's start-up
 
 
 def main(argv=None):
+    if os.environ.get("KERAS_BACKEND") == "jax" and importlib.util.find_spec("jax") is None:
+        print("error: KERAS_BACKEND=jax but jax is not installed: pip install -r requirements-jax.txt",
+              file=sys.stderr)
+        return 2
     from bnn.config import config_from_args
     from bnn.errors import BnnError
 

@@ -1,14 +1,23 @@
-"""Training speed: binary network versus the same architecture in float (``--continuous``).
+"""Training speed, variants side by side: binary / float, XLA on / off, bfloat16, Larq.
 
-Both models are built in one process, warmed up, and timed in alternating rounds (A B A B ...)
-so that drift in a shared machine's speed hits both alike; the figure to quote is the median of
-the per-round ratios binary / float (seconds per step), with its min and max.
+Each variant trains in a process of its own, warmed up once; the rounds then go to the variants
+in turn (A B C A B C ..., order reversed every other round), so that drift in a shared machine's
+speed hits all alike. Reported per variant: images/s of the median, the slowest (min) and the
+fastest (max, the best) round; and the per-round ratio of seconds per step binary / float, the
+figure to quote for what binarization costs.
 
-    python benchmarks/bench_train.py                 # both networks
-    python benchmarks/bench_train.py --net mlp --rounds 9
+    python benchmarks/bench_train.py                                # conv and MLP, XLA on and off
+    python benchmarks/bench_train.py --net mlp --rounds 9 --variants binary/xla float/xla
+    python benchmarks/bench_train.py --net conv --larq /work/larq-venv/bin/python
+    python benchmarks/bench_train.py --backend jax --variants binary float binary/bf16
     python benchmarks/bench_train.py --memory        # peak RSS of CIFAR-10 training, batch 50
 
-Random data of the right shapes is used: the cost of a step does not depend on the pixels.
+A variant is ``binary`` or ``float`` (``--continuous``) with options joined by ``/``: ``xla``,
+``noxla`` or ``auto`` (``--jit_compile``; default ``auto``), ``bf16`` (``--dtype_policy
+mixed_bfloat16``), ``spe=N`` (``--steps_per_execution N``); or ``larq/binary``, ``larq/float``:
+the same network in Larq 0.14, run by the Python given with ``--larq``
+(benchmarks/larq_reference.py). Random data of the right shapes: the cost of a step does not
+depend on the pixels.
 """
 
 import argparse
@@ -21,7 +30,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 NETS = {
     # the paper's CIFAR-10 network
@@ -29,17 +39,52 @@ NETS = {
     # a 3 x 2048 multilayer perceptron on MNIST-shaped input
     "mlp": dict(data_set="MNIST", conv=[], fc=[2048, 2048, 2048]),
 }
+DEFAULT_STEPS = {"conv": 4, "mlp": 40}
+JIT = {"xla": "on", "noxla": "off", "auto": "auto"}
 
 
-def make_model(net, continuous, batch_size, jit):
+def parse_variant(variant):
+    """``'binary/noxla/bf16'`` -> RunConfig overrides ``{'continuous': False, 'jit_compile': 'off', ...}``."""
+    kind, *options = variant.split("/")
+    if kind not in ("binary", "float"):
+        raise SystemExit(f"error: variant {variant!r} must start with binary, float or larq/")
+    overrides = {"continuous": kind == "float"}
+    for option in options:
+        if option in JIT:
+            overrides["jit_compile"] = JIT[option]
+        elif option == "bf16":
+            overrides["dtype_policy"] = "mixed_bfloat16"
+        elif option.startswith("spe="):
+            overrides["steps_per_execution"] = int(option[4:])
+        else:
+            raise SystemExit(f"error: unknown option {option!r} in variant {variant!r}")
+    return overrides
+
+
+def make_model(net, batch_size, **overrides):
+    """The compiled network of ``net`` with ``overrides`` of RunConfig (as training makes it)."""
+    import keras
+
+    from bnn import accelerate
     from bnn.config import RunConfig
     from bnn.model import build_model
     from bnn.train import compile_model
 
-    config = RunConfig(**NETS[net], continuous=continuous, batch_size=batch_size).resolve()
+    config = RunConfig(**NETS[net], batch_size=batch_size, **overrides).resolve()
+    keras.config.set_dtype_policy(config.dtype_policy)
     model = compile_model(build_model(config), config)
-    model.jit_compile = jit
-    return model, config
+    keras.config.set_dtype_policy("float32")
+    return model, config, accelerate.jit_compile(config)
+
+
+def random_data(config, n):
+    import numpy as np
+
+    from bnn.model import INPUT_SHAPES
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (n, *INPUT_SHAPES[config.data_set])).astype("float32")
+    return x, rng.integers(0, 10, n)
 
 
 def time_steps(model, x, y, batch_size, steps):
@@ -50,42 +95,74 @@ def time_steps(model, x, y, batch_size, steps):
     return (time.perf_counter() - start) / steps
 
 
-def bench(net, rounds, steps, batch_size, jit):
-    import numpy as np
+def worker(net, variant, steps, batch_size):
+    """Serve timing rounds on stdin / stdout: print 'ready', then seconds per step for each 'go'."""
+    model, config, jit = make_model(net, batch_size, **parse_variant(variant))
+    x, y = random_data(config, batch_size * steps)
+    time_steps(model, x, y, batch_size, 2)  # warm-up: tracing, compilation, first allocation
+    print(f"ready jit_compile={jit}", flush=True)
+    for line in sys.stdin:
+        if line.strip() != "go":
+            break
+        print(f"{time_steps(model, x, y, batch_size, steps):.6f}", flush=True)
 
-    from bnn.model import INPUT_SHAPES
 
-    models = {}
-    for name, continuous in (("binary", False), ("float", True)):
-        models[name], config = make_model(net, continuous, batch_size, jit)
-    rng = np.random.default_rng(0)
-    x = rng.uniform(-1, 1, (batch_size * steps, *INPUT_SHAPES[config.data_set])).astype("float32")
-    y = rng.integers(0, 10, batch_size * steps)
-    for model in models.values():  # warm-up: tracing and first-call allocation
-        time_steps(model, x, y, batch_size, 2)
-    times = {"binary": [], "float": []}
-    for r in range(rounds):
-        order = ("binary", "float") if r % 2 == 0 else ("float", "binary")
-        for name in order:
-            times[name].append(time_steps(models[name], x, y, batch_size, steps))
-    ratios = [b / f for b, f in zip(times["binary"], times["float"])]
-    print(f"\n{net}: {rounds} rounds of {steps} steps, batch {batch_size}, jit_compile={jit}")
-    for name in ("binary", "float"):
-        t = times[name]
-        print(f"  {name:7s} images/s  median {batch_size / statistics.median(t):8.1f}   "
-              f"min {batch_size / max(t):8.1f}   max {batch_size / min(t):8.1f}")
-    print(f"  time per step binary/float: median {statistics.median(ratios):.3f} "
-          f"(min {min(ratios):.3f}, max {max(ratios):.3f})   target <= 1.10")
-    return ratios
+def start_worker(net, variant, steps, batch_size, larq, backend):
+    env = {**os.environ, **({"KERAS_BACKEND": backend} if backend else {})}
+    if variant.startswith("larq/"):
+        if not larq:
+            raise SystemExit(f"error: variant {variant} needs --larq PYTHON (a Python with larq 0.14)")
+        cmd = [larq, str(REPO / "benchmarks" / "larq_reference.py"), "--kind", variant[5:]]
+    else:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", variant]
+    cmd += ["--net", net, "--steps", str(steps), "--batch_size", str(batch_size)]
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if not line.startswith("ready"):
+        raise SystemExit(f"error: the {variant} worker did not start ({' '.join(cmd)})")
+    return proc, line.split()[1] if len(line.split()) > 1 else "jit_compile=False"
+
+
+def bench(net, variants, rounds, steps, batch_size, larq=None, backend=None):
+    """Time ``variants`` of ``net`` in alternating rounds; print and return seconds per step."""
+    workers = {}
+    try:
+        for v in variants:  # started one at a time, so compilation does not overlap timing
+            workers[v] = start_worker(net, v, steps, batch_size, larq, backend)
+        times = {v: [] for v in variants}
+        for r in range(rounds):
+            for v in (variants if r % 2 == 0 else variants[::-1]):
+                proc = workers[v][0]
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+                times[v].append(float(proc.stdout.readline()))
+    finally:
+        for proc, _ in workers.values():
+            proc.stdin.close()
+            proc.wait()
+    print(f"\n{net}: {rounds} rounds of {steps} steps, batch {batch_size}, backend "
+          f"{backend or os.environ.get('KERAS_BACKEND', 'tensorflow')}; images/s")
+    print(f"  {'variant':26s} {'median':>8s} {'min':>8s} {'max=best':>8s}")
+    for v in variants:
+        t = times[v]
+        label = f"{v} ({workers[v][1]})" if not v.startswith("larq/") else f"{v} (no XLA)"
+        print(f"  {label:26s} {batch_size / statistics.median(t):8.1f} {batch_size / max(t):8.1f} "
+              f"{batch_size / min(t):8.1f}")
+    for v in variants:
+        twin = v.replace("binary", "float", 1)
+        if v.startswith(("binary", "larq/binary")) and twin in times:
+            ratios = [b / f for b, f in zip(times[v], times[twin])]
+            print(f"  seconds per step {v} / {twin}: median {statistics.median(ratios):.3f} "
+                  f"(min {min(ratios):.3f}, max {max(ratios):.3f})")
+    return times
 
 
 def memory(steps, batch_size):
     """Peak resident memory of a child process that trains the CIFAR-10 network."""
-    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r}); "
-            "from benchmarks.bench_train import make_model, time_steps; import numpy as np; "
-            f"m, c = make_model('conv', False, {batch_size}, False); "
-            f"x = np.random.default_rng(0).uniform(-1, 1, ({batch_size * steps}, 32, 32, 3)).astype('float32'); "
-            f"y = np.zeros({batch_size * steps}, 'int64'); time_steps(m, x, y, {batch_size}, {steps})")
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); "
+            "from benchmarks.bench_train import make_model, random_data, time_steps; "
+            f"m, c, _ = make_model('conv', {batch_size}); x, y = random_data(c, {batch_size * steps}); "
+            f"time_steps(m, x, y, {batch_size}, {steps})")
     subprocess.run([sys.executable, "-c", code], check=True)
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"peak resident memory, CIFAR-10 network training at batch {batch_size} on CPU "
@@ -95,18 +172,28 @@ def memory(steps, batch_size):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--net", choices=["conv", "mlp", "both"], default="both")
+    p.add_argument("--variants", nargs="+",
+                   default=["binary/xla", "binary/noxla", "float/xla", "float/noxla"])
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--steps", type=int, default=None, help="steps per round (default: conv 4, mlp 40)")
     p.add_argument("--batch_size", type=int, default=50)
-    p.add_argument("--no_jit", dest="jit", action="store_false",
-                   help="compile the train step without XLA (training uses XLA)")
+    p.add_argument("--backend", choices=["tensorflow", "jax"], default=None,
+                   help="Keras backend of the workers (default: $KERAS_BACKEND, else tensorflow)")
+    p.add_argument("--larq", metavar="PYTHON", help="a Python with larq 0.14: adds larq/binary")
     p.add_argument("--memory", action="store_true", help="measure peak RSS instead of speed")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.worker:
+        worker(args.net, args.worker, args.steps, args.batch_size)
+        return
     if args.memory:
         memory(args.steps or 20, args.batch_size)
         return
+    variants = args.variants + (["larq/binary"] if args.larq and "larq/binary" not in args.variants
+                                else [])
     for net in (["conv", "mlp"] if args.net == "both" else [args.net]):
-        bench(net, args.rounds, args.steps or {"conv": 4, "mlp": 40}[net], args.batch_size, args.jit)
+        bench(net, variants, args.rounds, args.steps or DEFAULT_STEPS[net], args.batch_size,
+              args.larq, args.backend)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,13 @@ DEBUG_EPOCHS = 2
 # Fields that only say where things are; they may differ when a run is resumed.
 PATH_FIELDS = ("run_dir", "data_dir", "param_file")
 # Sections of --help, in order; a field names its own with ``group=`` (others go last).
-HELP_GROUPS = ("data", "network", "quantization", "optimisation", "run directory")
+HELP_GROUPS = ("data", "network", "quantization", "optimisation", "run directory",
+               "devices and speed")
 SEED_LIMIT = 2**32  # numpy, TensorFlow and JAX seeds are unsigned 32-bit integers
+# Fields that only say how fast a run goes (bnn/accelerate.py); they may differ on resume too.
+RUNTIME_FIELDS = ("jit_compile", "steps_per_execution", "distribute")
+JIT_MODES = ("auto", "on", "off")
+DTYPE_POLICIES = ("float32", "mixed_bfloat16")
 
 
 def _arg(default, help, **cli):
@@ -103,6 +108,15 @@ class RunConfig:
                         group="run directory")
     data_dir: str = _arg(None, "where the data sets are (default: data/, or $BNN_DATA_DIR)",
                          group="data")
+    dtype_policy: str = _arg("float32", "float32, or mixed_bfloat16: layers compute in bfloat16, "
+                             "latent weights, batch norm and the loss stay float32",
+                             choices=DTYPE_POLICIES, group="devices and speed")
+    jit_compile: str = _arg("auto", "compile the train step with XLA: on, off, or auto (the "
+                            "faster for the backend and network)", choices=JIT_MODES, group="devices and speed")
+    steps_per_execution: int = _arg(0, "training steps per call into the compiled function "
+                                    "(0: 1 on CPU, 32 on GPU/TPU)", group="devices and speed")
+    distribute: bool = _arg(False, "train data-parallel on all visible GPUs (or CPU devices)",
+                            group="devices and speed")
 
     # -- derived ----------------------------------------------------------------------------
     @property
@@ -188,6 +202,11 @@ class RunConfig:
             raise BnnError(f"--rotate_first_layer changes how the first layer's weights are "
                            f"quantized, but they are not (--continuous or --quantize_weights "
                            f"{self.quantize_weights}): drop one of them")
+        for name, allowed in (("dtype_policy", DTYPE_POLICIES), ("jit_compile", JIT_MODES)):
+            if getattr(self, name) not in allowed:
+                raise BnnError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.steps_per_execution < 0:
+            raise BnnError(f"--steps_per_execution must be 0 (auto) or more, got {self.steps_per_execution}")
         return self
 
     def _per_layer(self, name, n):
@@ -232,8 +251,8 @@ class RunConfig:
             raise BnnError(f"{path} is not valid JSON ({e})")
         return cls.from_dict(d)
 
-    def differences(self, other, ignore=PATH_FIELDS):
-        """``{field: (self value, other value)}`` for fields that differ, paths ignored."""
+    def differences(self, other, ignore=PATH_FIELDS + RUNTIME_FIELDS):
+        """``{field: (self value, other value)}`` for fields that differ, paths and speed settings ignored."""
         a, b = self.to_dict(), other.to_dict()
         return {k: (a[k], b[k]) for k in a if k not in ignore and a[k] != b[k]}
 

@@ -11,10 +11,10 @@ from bnn.layers import QuantActivation, QuantConv2D, QuantDense
 from data.load_data import IMAGE_SHAPES as INPUT_SHAPES, NUM_CLASSES as N_CLASSES
 
 
-def batch_norm(config, name):
+def batch_norm(config, name, **kwargs):
     """Batch norm with the run's momentum, epsilon and scale (``--bn_*``); always a shift."""
     return keras.layers.BatchNormalization(momentum=config.bn_momentum, epsilon=config.bn_epsilon,
-                                           scale=bool(config.bn_scale), name=name)
+                                           scale=bool(config.bn_scale), name=name, **kwargs)
 
 
 def build_model(config):
@@ -61,5 +61,6 @@ def build_model(config):
         x = keras.layers.Flatten(name="flatten")(x)
     x = QuantDense(N_CLASSES, quantize_weights=config.quantize_weights[-1], rotation_seed=rotation[-1],
                    name="out", **quant_w)(x)
-    scores = batch_norm(config, "out_bn")(x)
+    # float32 scores even under --dtype_policy mixed_bfloat16, so the loss sees them unrounded
+    scores = batch_norm(config, "out_bn", dtype="float32")(x)
     return keras.Model(inputs, scores, name=f"bnn_{config.mode}")

@@ -15,7 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from bnn import runs
+from bnn import accelerate, runs
 from bnn.config import DEBUG_SIZES
 from bnn.errors import BnnError, RunIOError, TrainingDiverged
 from bnn.files import atomic_write
@@ -57,17 +57,14 @@ def load_dataset(config):
 def compile_model(model, config):
     """Compile with Adam, element-wise gradient clipping to [-1, 1] and the run's loss.
 
-    The train step is compiled with XLA, which fuses the quantizers' element-wise passes:
-    on a 2-core CPU it trained the binary 3x2048 MLP 2.4 times faster, the conv net alike
-    (benchmarks/bench_train.py).
+    XLA on or off and steps per execution are chosen by :func:`bnn.accelerate.apply`.
     """
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.lr_start, clipvalue=1.0),
         loss=get_loss(config.loss_mode),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=True,
     )
-    return model
+    return accelerate.apply(model, config)
 
 
 def _weight_shapes(model):
@@ -237,7 +234,8 @@ def _roll_back_tensorboard(tb_dir, epochs_done, steps_done):
     import tensorflow as tf
 
     for path in sorted(Path(tb_dir).rglob("*tfevents*")):
-        last_kept = epochs_done if GEOMETRY_TB_SUBDIR in path.relative_to(tb_dir).parts else epochs_done - 1
+        geometry = GEOMETRY_TB_SUBDIR in path.relative_to(tb_dir).parts
+        last_kept = epochs_done if geometry else epochs_done - 1
         records, dropped = [], 0
         try:
             for record in tf.data.TFRecordDataset(str(path)):
@@ -306,8 +304,13 @@ def train_and_evaluate(config, verbose="auto", print_fn=print):
         The contents of ``results.json``: test accuracy of the best and final models and more.
     """
     config.resolve()
+    with accelerate.session(config, print_fn):
+        return _train_and_evaluate(config, verbose, print_fn)
+
+
+def _train_and_evaluate(config, verbose, print_fn):
     runs.check_run_dir(runs.run_dir_of(config))
-    data = load_dataset(config)
+    data = accelerate.trim_for_devices(load_dataset(config), config, print_fn)
     if len(data.x_train) == 0:
         raise BnnError(f"no training images in {config.data_set}: check the data set files")
     # Everything that can fail on bad input is checked before the run directory is created.
@@ -338,7 +341,7 @@ def _resume(config, run_dir, model, print_fn):
     _truncate_log(run_dir / GEOMETRY_LOG, initial_epoch + 1 if initial_epoch else 0)
     if not saved:
         return model or _fresh_model(config, print_fn), 0
-    model = runs.load_model_file(saved[-1][1])
+    model = accelerate.apply(runs.load_model_file(saved[-1][1]), config)
     if initial_epoch >= config.epochs:
         print_fn(f"{run_dir} is complete ({config.epochs} epochs): testing its models again")
         if not (run_dir / runs.FINAL).exists():  # killed before final.keras was linked
@@ -346,9 +349,9 @@ def _resume(config, run_dir, model, print_fn):
     else:
         print_fn(f"resuming {run_dir} after epoch {initial_epoch}")
     _roll_back_best(run_dir, initial_epoch)
-    if (run_dir / runs.TB_DIR).exists() and keras.backend.backend() == "tensorflow":
+    if (run_dir / runs.TB_DIR).exists() and accelerate.tensorboard_available():
         _roll_back_tensorboard(run_dir / runs.TB_DIR, initial_epoch,
-                               int(model.optimizer.iterations.numpy()))
+                               int(keras.ops.convert_to_numpy(model.optimizer.iterations)))
     return model, initial_epoch
 
 
@@ -367,7 +370,7 @@ def _fit(config, run_dir, model, data, initial_epoch, verbose, print_fn):
         keras.callbacks.CSVLogger(str(run_dir / runs.LOG), append=True),
         RunCheckpoint(run_dir, config, best["val_accuracy"]),
     ]
-    if keras.backend.backend() == "tensorflow":
+    if accelerate.tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / runs.TB_DIR), write_graph=False))
     if not config.no_geometry_log:
         callbacks.append(GeometryLog(run_dir, initial_epoch, tensorboard_dir=run_dir / runs.TB_DIR))
@@ -381,7 +384,8 @@ def _fit(config, run_dir, model, data, initial_epoch, verbose, print_fn):
         order = _seed_epoch(model, config.seed, epoch).permutation(len(data.x_train))
         model.fit(data.x_train[order], data.y_train[order], batch_size=config.batch_size,
                   epochs=epoch + 1, initial_epoch=epoch, shuffle=False, callbacks=callbacks,
-                  validation_data=(data.x_val, data.y_val) if has_val else None, verbose=verbose)
+                  validation_data=(data.x_val, data.y_val) if has_val else None,
+                  validation_batch_size=accelerate.eval_batch_size(config), verbose=verbose)
 
 
 def _test(config, run_dir, data, train_seconds, print_fn):
@@ -392,7 +396,7 @@ def _test(config, run_dir, data, train_seconds, print_fn):
         if which == "best" and best is None:
             continue
         _, model = runs.load_run(run_dir, which)
-        loss, acc = model.evaluate(data.x_test, data.y_test, batch_size=max(config.batch_size, 100),
+        loss, acc = model.evaluate(data.x_test, data.y_test, batch_size=accelerate.eval_batch_size(config),
                                    verbose=0)
         results[f"{which}_test_accuracy"] = float(acc)
         results[f"{which}_test_loss"] = float(loss)

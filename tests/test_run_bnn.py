@@ -3,12 +3,11 @@
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -17,6 +16,7 @@ from bnn import runs
 from bnn.config import RunConfig
 from bnn.layer_tensors import inspect_network
 from bnn.train import learning_rate
+from processes import kill_after_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 MLP = ["--data_set", "MNIST", "--conv", "--fc", "32", "--batch_size", "20"]
@@ -75,12 +75,12 @@ def test_conv_ternary_and_continuous_runs(tiny_data_dir, tmp_path):
             "--batch_size", "20"]
     assert run([*conv, "--levels", "3", "--threshold", "0.02"], tiny_data_dir, tmp_path / "t") == 0
     _, model = runs.load_run(tmp_path / "t")
-    assert set(np.unique(model.get_layer("conv2").quantized_kernel().numpy())) == {-1.0, 0.0, 1.0}
+    assert set(np.unique(keras.ops.convert_to_numpy(model.get_layer("conv2").quantized_kernel()))) == {-1.0, 0.0, 1.0}
     assert model.get_layer("conv2_pool") is not None
     assert run([*conv, "--continuous"], tiny_data_dir, tmp_path / "c") == 0
     _, model = runs.load_run(tmp_path / "c")
     kernel = model.get_layer("conv1").kernel.numpy()
-    np.testing.assert_array_equal(model.get_layer("conv1").quantized_kernel().numpy(), kernel)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.get_layer("conv1").quantized_kernel()), kernel)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -149,16 +149,7 @@ def test_resume_after_kill(tiny_data_dir, tmp_path):
     cmd = [sys.executable, str(REPO / "run_bnn.py"), *MLP, "--epochs", "30", "--ckpt_n", "1",
            "--keep_ckpts", "0", "--data_dir", str(tiny_data_dir), "--run_dir", str(run_dir)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 120
-    while not runs.checkpoints(run_dir) or runs.checkpoints(run_dir)[-1][0] < 3:
-        assert proc.poll() is None, proc.stdout.read().decode()
-        assert time.time() < deadline, "no checkpoint appeared"
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    proc.stdout.close()
-    done = runs.checkpoints(run_dir)[-1][0]
+    done = kill_after_checkpoint(cmd, env, run_dir, epoch=3, timeout=120)
     assert done < 30, "the run finished before it could be killed"
     # debris of a checkpoint write cut short must be ignored
     (run_dir / runs.CKPT_DIR / f".epoch-{done + 1:04d}.partial.keras").write_bytes(b"half a zip")

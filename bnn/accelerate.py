@@ -1,0 +1,193 @@
+"""How a run uses the machine: XLA or not, steps per execution, mixed precision, several devices.
+
+``jit_compile``, ``steps_per_execution`` and ``distribute`` change only the speed of a run, so
+a run may be resumed with other values (:data:`bnn.config.RUNTIME_FIELDS`). ``dtype_policy``
+changes the arithmetic and is part of the run's identity.
+
+``train_and_evaluate`` enters :func:`session` around everything it builds, loads and trains,
+and :func:`apply` sets the compile mode on a fresh or a resumed model.
+"""
+
+import contextlib
+import importlib.util
+
+import keras
+
+from bnn.errors import BnnError
+
+# Steps run per call into the compiled function where a GPU or TPU makes the host's per-step
+# work (Python, callbacks, dispatch) the bottleneck. Not measured here (no GPU on the machine
+# this was written on): benchmarks/bench_gpu.py --steps_per_execution compares values.
+ACCELERATOR_STEPS_PER_EXECUTION = 32
+
+
+def backend():
+    return keras.backend.backend()
+
+
+def accelerators():
+    """The GPUs / TPUs the active backend sees (empty on a CPU-only machine)."""
+    if backend() == "jax":
+        import jax
+
+        return [d for d in jax.devices() if d.platform != "cpu"]
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.config.list_logical_devices("GPU") + tf.config.list_logical_devices("TPU")
+    return []
+
+
+def devices():
+    """The devices a data-parallel run spreads over: every accelerator, else every CPU device.
+
+    Returns
+    -------
+    list
+        ``jax.Device`` objects on JAX, device names (``'/device:CPU:0'``...) on TensorFlow.
+    """
+    found = accelerators()
+    if found:
+        return found if backend() == "jax" else [d.name for d in found]
+    if backend() == "jax":
+        import jax
+
+        return jax.devices("cpu")
+    import tensorflow as tf
+
+    return [d.name for d in tf.config.list_logical_devices("CPU")]
+
+
+def jit_compile(config):
+    """Whether to compile the train step with XLA: ``--jit_compile on|off``, or ``auto``.
+
+    ``auto`` follows measurements of ``benchmarks/bench_train.py`` on a 2-core CPU (TensorFlow
+    2.21): XLA trains the 3x2048 MLP about twice as fast, but the paper's conv network slower,
+    so on a TensorFlow CPU it is on for networks without conv layers only. On JAX, where
+    ``jit_compile=False`` means op-by-op eager execution, and on accelerators it is always on.
+    Keras itself turns XLA off under ``tf.distribute``, and so does ``auto``.
+    """
+    if config.jit_compile != "auto":
+        return config.jit_compile == "on"
+    if backend() == "jax":
+        return True
+    if backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    if tf.distribute.has_strategy():
+        return False
+    return bool(accelerators()) or config.n_conv == 0
+
+
+def steps_per_execution(config):
+    """Training steps per call into the compiled function: ``--steps_per_execution``, 0 = auto.
+
+    Auto is 1 on a CPU, where a step costs milliseconds and the host's overhead is lost in it,
+    and :data:`ACCELERATOR_STEPS_PER_EXECUTION` on a GPU or TPU.
+    """
+    if config.steps_per_execution:
+        return config.steps_per_execution
+    return ACCELERATOR_STEPS_PER_EXECUTION if accelerators() else 1
+
+
+def eval_batch_size(config):
+    """Batch size for validation and test: four training batches, at least 200 images.
+
+    Evaluation keeps no activations for a backward pass, so larger batches fit and spend less
+    time per image in per-step overhead; batch norm uses its moving statistics, so the result
+    does not depend on the batch size.
+    """
+    return max(4 * config.batch_size, 200)
+
+
+def apply(model, config):
+    """Set the compile mode of a compiled (or just loaded) ``model`` for this run; return it."""
+    model.jit_compile = jit_compile(config)
+    model.steps_per_execution = steps_per_execution(config)
+    # Compiled functions are built on first use; drop any built with other settings.
+    model.train_function = model.test_function = model.predict_function = None
+    return model
+
+
+@contextlib.contextmanager
+def session(config, print_fn=print):
+    """Set the dtype policy and, with ``--distribute``, spread the run over all devices.
+
+    Everything that creates or loads a model must run inside: on TensorFlow, variables made in
+    a ``MirroredStrategy`` scope are mirrored; on JAX, ``keras.distribution.DataParallel``
+    shards each batch and replicates the weights.
+
+    Raises
+    ------
+    BnnError
+        If ``--distribute`` cannot split ``--batch_size`` evenly over the devices.
+    """
+    keras.config.set_dtype_policy(config.dtype_policy)
+    try:
+        with _distribution(config, print_fn):
+            yield
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+
+@contextlib.contextmanager
+def _distribution(config, print_fn):
+    if not config.distribute:
+        yield
+        return
+    found = devices()
+    if len(found) < 2:
+        print_fn(f"--distribute: only one device ({_name(found[0])}) is visible: training on it alone")
+        yield
+        return
+    if config.batch_size % len(found):
+        raise BnnError(f"--distribute splits each batch over {len(found)} devices, but --batch_size "
+                       f"{config.batch_size} is not a multiple of {len(found)}")
+    print_fn(f"--distribute: data-parallel over {len(found)} devices ({', '.join(map(_name, found))}), "
+             f"{config.batch_size // len(found)} images each per step")
+    if backend() == "jax":
+        distribution = keras.distribution.DataParallel(devices=found)
+        with distribution.scope():
+            yield
+    elif backend() == "tensorflow":
+        import tensorflow as tf
+
+        with tf.distribute.MirroredStrategy(found).scope():
+            yield
+    else:
+        raise BnnError(f"--distribute needs the jax or tensorflow backend, not {backend()}")
+
+
+def trim_for_devices(data, config, print_fn=print):
+    """Drop the last few images of each split so JAX can shard every batch evenly over devices.
+
+    ``keras.distribution.DataParallel`` needs every batch, the last one of an epoch included, to
+    split evenly; with ``n`` devices at most ``n - 1`` images of a split are left out (none for the
+    official data sets). TensorFlow's ``MirroredStrategy`` splits uneven batches itself.
+
+    Parameters
+    ----------
+    data : Dataset
+        ``(x_train, y_train, x_val, y_val, x_test, y_test)`` as ``bnn.train.load_dataset`` returns.
+    """
+    n = len(devices()) if config.distribute and backend() == "jax" else 1
+    if n < 2:
+        return data
+    arrays = list(data)
+    for i, split in ((0, "training"), (2, "validation"), (4, "test")):
+        keep = len(arrays[i]) - len(arrays[i]) % n
+        if keep < len(arrays[i]):
+            print_fn(f"--distribute: leaving out the last {len(arrays[i]) - keep} {split} images so "
+                     f"that every batch splits over {n} devices")
+            arrays[i], arrays[i + 1] = arrays[i][:keep], arrays[i + 1][:keep]
+    return type(data)(*arrays)
+
+
+def _name(device):
+    return device if isinstance(device, str) else f"{device.platform}:{device.id}"
+
+
+def tensorboard_available():
+    """Keras writes TensorBoard logs through ``tf.summary``, on either backend."""
+    return importlib.util.find_spec("tensorflow") is not None

@@ -1,0 +1,110 @@
+"""Backends and speed settings: checkpoints cross between TensorFlow and JAX, the speed fields
+never make a run refuse to resume, bfloat16 keeps float32 weights and scores, and a missing jax
+is reported in one line."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import run_bnn
+from bnn import accelerate
+from bnn.config import RunConfig
+from bnn.model import build_model
+from bnn.runs import atomic_save
+from bnn.train import compile_model
+
+REPO = Path(__file__).resolve().parents[1]
+OTHER = {"tensorflow": "jax", "jax": "tensorflow"}[keras.backend.backend()]
+PREDICT = """
+import sys
+import numpy as np
+from bnn.runs import load_model_file
+x = np.load(sys.argv[1])
+np.save(sys.argv[3], load_model_file(sys.argv[2]).predict(x, verbose=0))
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec(OTHER) is None, reason=f"{OTHER} is not installed")
+def test_checkpoint_predicts_the_same_on_the_other_backend(tmp_path):
+    config = RunConfig(data_set="cifar-10", conv=[8, 16], fc=[16], epochs=1, batch_size=16).resolve()
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (32, 32, 32, 3)).astype("float32")
+    model = compile_model(build_model(config), config)
+    model.fit(x, rng.integers(0, 10, 32), batch_size=16, epochs=1, verbose=0)
+    atomic_save(model, tmp_path / "model.keras")
+    np.save(tmp_path / "x.npy", x)
+    env = {**os.environ, "KERAS_BACKEND": OTHER, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", PREDICT, str(tmp_path / "x.npy"),
+                          str(tmp_path / "model.keras"), str(tmp_path / "other.npy")],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    here, there = model.predict(x, verbose=0), np.load(tmp_path / "other.npy")
+    # Binary layers make the two backends agree exactly up to float rounding in the sums.
+    np.testing.assert_allclose(there, here, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(there.argmax(1), here.argmax(1))
+
+
+def test_old_config_loads_and_speed_fields_do_not_block_resume(tmp_path):
+    old = RunConfig(data_set="MNIST", conv=[], fc=[16]).resolve().to_dict()
+    for name in ("dtype_policy", "jit_compile", "steps_per_execution", "distribute"):
+        del old[name]  # a config.json written before these fields existed
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    loaded = RunConfig.load(tmp_path / "config.json")
+    assert (loaded.dtype_policy, loaded.jit_compile, loaded.steps_per_execution, loaded.distribute) == (
+        "float32", "auto", 0, False)
+    faster = RunConfig(**{**loaded.to_dict(), "jit_compile": "off", "steps_per_execution": 8,
+                          "distribute": True}).resolve()
+    assert loaded.differences(faster) == {}
+    bf16 = RunConfig(**{**loaded.to_dict(), "dtype_policy": "mixed_bfloat16"}).resolve()
+    assert loaded.differences(bf16) == {"dtype_policy": ("float32", "mixed_bfloat16")}
+
+
+@pytest.mark.parametrize("field, value", [("jit_compile", "maybe"), ("dtype_policy", "float16"),
+                                          ("steps_per_execution", -1)])
+def test_bad_speed_settings_are_refused(field, value):
+    from bnn.errors import BnnError
+
+    with pytest.raises(BnnError, match=f"--{field}"):
+        RunConfig(**{field: value}).resolve()
+
+
+def test_jit_compile_auto_follows_the_measurements():
+    conv = RunConfig().resolve()
+    mlp = RunConfig(data_set="MNIST", conv=[], fc=[64]).resolve()
+    if keras.backend.backend() == "jax" or accelerate.accelerators():
+        assert accelerate.jit_compile(conv) and accelerate.jit_compile(mlp)
+    else:  # TensorFlow on a CPU: XLA slows the conv network down and speeds the MLP up
+        assert not accelerate.jit_compile(conv) and accelerate.jit_compile(mlp)
+    assert accelerate.jit_compile(RunConfig(jit_compile="off").resolve()) is False
+    model = compile_model(build_model(mlp), mlp)
+    assert model.jit_compile == accelerate.jit_compile(mlp)
+    assert model.steps_per_execution == (1 if not accelerate.accelerators() else 32)
+
+
+def test_mixed_bfloat16_keeps_latent_weights_and_scores_float32():
+    config = RunConfig(data_set="MNIST", conv=[], fc=[32], dtype_policy="mixed_bfloat16").resolve()
+    with accelerate.session(config):
+        model = compile_model(build_model(config), config)
+    assert keras.config.dtype_policy().name == "float32", "the policy leaked out of the session"
+    assert model.get_layer("fc1").compute_dtype == "bfloat16"
+    assert {w.dtype for w in model.weights} == {"float32"}
+    x = np.random.default_rng(0).uniform(-1, 1, (20, 28, 28, 1)).astype("float32")
+    model.fit(x, np.arange(20) % 10, batch_size=10, epochs=1, verbose=0)
+    assert model.predict(x, verbose=0).dtype == np.float32
+    assert np.abs(keras.ops.convert_to_numpy(model.get_layer("fc1").kernel)).max() <= 1.0
+
+
+def test_missing_jax_is_one_line_with_the_install_command(monkeypatch, capsys):
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    assert run_bnn.main(["--debug"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: KERAS_BACKEND=jax but jax is not installed: "
+                   "pip install -r requirements-jax.txt")
