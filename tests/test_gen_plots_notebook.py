@@ -93,7 +93,7 @@ def test_committed_notebook_has_no_outputs_and_a_parameters_cell():
 
 @pytest.mark.parametrize("mode", list(RUNS))
 def test_every_layer_has_sensible_numbers(executed, run_dirs, mode):
-    numbers, _, _ = executed(mode)
+    numbers, _, nb = executed(mode)
     config = runs.RunConfig.load(run_dirs[mode] / runs.CONFIG)
     assert list(numbers["layers"]) == config.layer_names()
     assert numbers["mode"] == mode and numbers["levels"] == config.levels
