@@ -19,6 +19,8 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Larq 0.14 needs Keras 2: TensorFlow 2.16+ gives it tf-keras only when asked.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 
 def build(net, binary):
