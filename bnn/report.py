@@ -30,6 +30,7 @@ import numpy as np
 from bnn import network_geometry as ng
 from bnn import plotting, runs, theory
 from bnn.errors import BnnError
+from bnn.geometry_log import COLUMNS as TRAINING_COLUMNS, FILE as TRAINING_GEOMETRY, read_geometry_log
 
 DEFAULT_N_IMAGES = 500
 DEFAULT_BN_IMAGES = 1000
@@ -46,10 +47,6 @@ FIGURES = {
     "binarization_patterns": "binarization_patterns",
     "training": "training_geometry",
 }
-#: Written by training (one row per epoch and weight layer; epoch 0 is the initialization).
-TRAINING_GEOMETRY = "geometry.csv"
-TRAINING_COLUMNS = ("epoch", "layer", "d", "angle_mean_deg", "angle_std_deg", "flip_ratio", "weight_std",
-                    "clipped_fraction")
 
 
 @dataclass
@@ -336,19 +333,17 @@ def read_training_geometry(run_dir):
     if not path.is_file():
         return None
     with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in TRAINING_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise BnnError(f"{path} lacks the columns {', '.join(missing)} (it has {reader.fieldnames}): "
-                           f"it should hold {', '.join(TRAINING_COLUMNS)}")
-        rows = list(reader)
-    history = {}
-    for row in rows:
-        history.setdefault(row["layer"], []).append(row)
+        header = next(csv.reader(f), [])
+    missing = [c for c in TRAINING_COLUMNS if c not in header]
+    if missing:
+        raise BnnError(f"{path} lacks the columns {', '.join(missing)} (it has {header}): "
+                       f"it should hold {', '.join(TRAINING_COLUMNS)}")
+    log = read_geometry_log(run_dir)  # flip_ratio is NaN at epoch 0, where nothing came before
     out = {}
-    for layer, layer_rows in history.items():
-        layer_rows.sort(key=lambda r: int(r["epoch"]))
-        out[layer] = {c: np.array([float(r[c]) for r in layer_rows]) for c in TRAINING_COLUMNS if c != "layer"}
+    for layer in dict.fromkeys(log["layer"]):
+        rows = log["layer"] == layer
+        order = np.argsort(log["epoch"][rows], kind="stable")
+        out[str(layer)] = {c: log[c][rows][order].astype(float) for c in TRAINING_COLUMNS if c != "layer"}
     return out
 
 

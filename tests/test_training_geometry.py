@@ -22,7 +22,7 @@ def write_geometry_csv(run_dir, n_epochs=3):
     for epoch in range(n_epochs + 1):
         for i, (layer, d) in enumerate(LAYERS.items()):
             rows.append({"epoch": epoch, "layer": layer, "d": d, "angle_mean_deg": 30 + 2 * epoch + i,
-                         "angle_std_deg": 1.0 + 0.1 * i, "flip_ratio": 0.0 if epoch == 0 else 0.1 / epoch,
+                         "angle_std_deg": 1.0 + 0.1 * i, "flip_ratio": "" if epoch == 0 else 0.1 / epoch,
                          "weight_std": 0.05 + 0.01 * epoch, "clipped_fraction": 0.01 * epoch})
     rows.reverse()  # the reader must not rely on the file's order
     with open(run_dir / report.TRAINING_GEOMETRY, "w", newline="") as f:
@@ -39,7 +39,7 @@ def test_reader_gives_each_layer_its_epochs_in_order(tmp_path):
     fc1 = history["fc1"]
     np.testing.assert_array_equal(fc1["epoch"], [0, 1, 2, 3])
     np.testing.assert_allclose(fc1["angle_mean_deg"], [32, 34, 36, 38])
-    np.testing.assert_allclose(fc1["flip_ratio"], [0, 0.1, 0.05, 0.1 / 3])
+    np.testing.assert_allclose(fc1["flip_ratio"], [np.nan, 0.1, 0.05, 0.1 / 3])  # none before epoch 0
     assert fc1["d"][0] == 1024 and "layer" not in fc1
 
 
