@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+from keras.ops import convert_to_numpy as to_numpy
 
 import run_bnn
 from bnn import geometry_log, runs
@@ -46,7 +47,7 @@ def test_glorot_uniform_initialization_is_30_degrees_from_its_sign():
     # uniform weights: E|w| / sqrt(E w^2) = sqrt(3) / 2 = cos 30 deg, not the Gaussian 37 deg
     layer = QuantDense(64)
     layer.build((None, 2048))
-    s = kernel_statistics(layer.kernel.numpy(), layer.quantized_kernel().numpy())
+    s = kernel_statistics(to_numpy(layer.kernel), to_numpy(layer.quantized_kernel()))
     assert abs(s["angle_mean_deg"] - 30.0) < 0.3 and s["angle_std_deg"] < 1.0
     assert s["clipped_fraction"] == 0.0
 
@@ -64,8 +65,8 @@ def test_run_writes_geometry_per_epoch_and_resume_drops_later_rows(tiny_data_dir
     assert np.allclose(log["angle_mean_deg"][:2], 30, atol=3)  # uniform initialization
     # the last row is the final model's kernel
     _, model = runs.load_run(run_dir, "final")
-    out = kernel_statistics(model.get_layer("out").kernel.numpy(),
-                            model.get_layer("out").quantized_kernel().numpy())
+    out = kernel_statistics(to_numpy(model.get_layer("out").kernel),
+                            to_numpy(model.get_layer("out").quantized_kernel()))
     assert np.isclose(log["angle_mean_deg"][-1], out["angle_mean_deg"], rtol=1e-5)
     assert any((run_dir / runs.TB_DIR / geometry_log.TB_SUBDIR).glob("*tfevents*"))
 
