@@ -7,6 +7,7 @@ import keras
 import numpy as np
 
 from bnn.layers import QuantConv2D
+from bnn.model import companion
 
 
 @dataclass
@@ -115,8 +116,7 @@ def iter_inspect(model, x, batch_size=100):
     static = []
     outputs = [model.output]
     for name in names:
-        layer, bn = model.get_layer(name), model.get_layer(f"{name}_bn")
-        act = model.get_layer(f"{name}_act") if name != "out" else None
+        layer, bn, act = model.get_layer(name), companion(model, name, "bn"), companion(model, name, "act")
         outputs += [layer.input, layer.output, bn.output, (act or bn).output]
         kernel = keras.ops.convert_to_numpy(layer.kernel)
         static.append(dict(

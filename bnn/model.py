@@ -11,6 +11,24 @@ from bnn.layers import QuantActivation, QuantConv2D, QuantDense
 from data.load_data import IMAGE_SHAPES as INPUT_SHAPES, NUM_CLASSES as N_CLASSES
 
 
+#: The layers that follow weight layer ``name``, by role, are named ``name + suffix``.
+COMPANION_SUFFIXES = {"pool": "_pool", "bn": "_bn", "act": "_act", "dropout": "_dropout"}
+
+
+def companion_name(name, role):
+    """Name of the ``role`` layer (``'pool'``, ``'bn'``, ``'act'``, ``'dropout'``) after weight layer ``name``."""
+    return f"{name}{COMPANION_SUFFIXES[role]}"
+
+
+def companion(model, name, role):
+    """The ``role`` layer that follows weight layer ``name`` in ``model``, or None where it has none
+    (no pooling, no dropout, and no activation quantizer after ``out``)."""
+    try:
+        return model.get_layer(companion_name(name, role))
+    except ValueError:
+        return None
+
+
 def batch_norm(config, name, **kwargs):
     """Batch norm with the run's momentum, epsilon and scale (``--bn_*``); always a shift."""
     return keras.layers.BatchNormalization(momentum=config.bn_momentum, epsilon=config.bn_epsilon,
@@ -46,21 +64,21 @@ def build_model(config):
                             quantize_weights=config.quantize_weights[i], rotation_seed=rotation[i],
                             name=name, **quant_w)(x)
             if config.max_pool[i]:
-                x = keras.layers.MaxPooling2D(2, padding="same", name=f"{name}_pool")(x)
+                x = keras.layers.MaxPooling2D(2, padding="same", name=companion_name(name, "pool"))(x)
         else:
             if i == config.n_conv:
                 x = keras.layers.Flatten(name="flatten")(x)
             x = QuantDense(config.fc[i - config.n_conv],
                            quantize_weights=config.quantize_weights[i], rotation_seed=rotation[i],
                            name=name, **quant_w)(x)
-        x = batch_norm(config, f"{name}_bn")(x)
-        x = QuantActivation(config.quantize_activations[i], name=f"{name}_act", **quant_a)(x)
+        x = batch_norm(config, companion_name(name, "bn"))(x)
+        x = QuantActivation(config.quantize_activations[i], name=companion_name(name, "act"), **quant_a)(x)
         if config.dropout_hidden:
-            x = keras.layers.Dropout(config.dropout_hidden, name=f"{name}_dropout")(x)
+            x = keras.layers.Dropout(config.dropout_hidden, name=companion_name(name, "dropout"))(x)
     if config.n_conv and not config.fc:
         x = keras.layers.Flatten(name="flatten")(x)
     x = QuantDense(N_CLASSES, quantize_weights=config.quantize_weights[-1], rotation_seed=rotation[-1],
                    name="out", **quant_w)(x)
     # float32 scores even under --dtype_policy mixed_bfloat16, so the loss sees them unrounded
-    scores = batch_norm(config, "out_bn", dtype="float32")(x)
+    scores = batch_norm(config, companion_name("out", "bn"), dtype="float32")(x)
     return keras.Model(inputs, scores, name=f"bnn_{config.mode}")

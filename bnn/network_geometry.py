@@ -24,6 +24,7 @@ from scipy import stats
 
 from bnn import geometry, theory
 from bnn.layer_tensors import iter_inspect, weight_layer_names
+from bnn.model import companion
 
 #: Keys of `LayerGeometry.dots`: which activations and which weights each dot product uses.
 #: ``Ap`` is ``A^b`` with its entries randomly permuted over the batch (the permutation control).
@@ -465,7 +466,7 @@ def network_geometry(model, x, n_points=200_000, batch_size=100, seed=0, rotatio
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(layers))]
     per_image = [int(np.prod(layer.output.shape[1:])) for layer in layers]
     picks = [_sample_positions(n * p, n_points, rng) for p, rng in zip(per_image, rngs)]
-    quantized_input = [False] + [bool(model.get_layer(f"{layer.name}_act").quantize_activations)
+    quantized_input = [False] + [bool(companion(model, layer.name, "act").quantize_activations)
                                  for layer in layers[:-1]]
     rot_rngs = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, 1]).spawn(len(layers))]
     rotated = []

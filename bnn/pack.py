@@ -31,6 +31,7 @@ import tensorflow as tf
 from bnn.bitpack import pack_bits, pack_conv_kernel
 from bnn.errors import BnnError
 from bnn.layers import QuantActivation, QuantConv2D, QuantDense
+from bnn.model import companion
 from bnn.runs import load_run
 
 FORMAT, VERSION = "bnn-packed", 1
@@ -124,13 +125,6 @@ def _check_layers(model):
             raise BnnError(f"layer {layer.name}: only 2x2 max pooling with stride 2 and 'same' padding is packed")
 
 
-def _optional_layer(model, name):
-    try:
-        return model.get_layer(name)
-    except ValueError:
-        return None
-
-
 def pack_model(model):
     """The packed form of a network built by :func:`bnn.model.build_model`.
 
@@ -153,15 +147,14 @@ def pack_model(model):
     in_shape, in_levels = tuple(model.input.shape[1:]), 0  # 0: float input
     layers, arrays = [], {}
     for name in weight_layer_names(model):
-        layer, bn = model.get_layer(name), model.get_layer(f"{name}_bn")
-        act = None if name == "out" else model.get_layer(f"{name}_act")
+        layer, bn, act = model.get_layer(name), companion(model, name, "bn"), companion(model, name, "act")
         kind = "conv" if isinstance(layer, QuantConv2D) else "dense"
         kernel = keras.ops.convert_to_numpy(layer.quantized_kernel()).astype(np.float32)
         levels = _kernel_levels(layer, kernel)
         entry = {"name": name, "kind": kind, "in_shape": list(in_shape), "in_levels": in_levels,
                  "units": int(kernel.shape[-1]), "levels": levels,
                  "kernel_size": int(kernel.shape[0]) if kind == "conv" else None,
-                 "pool": _optional_layer(model, f"{name}_pool") is not None,
+                 "pool": companion(model, name, "pool") is not None,
                  "dim": int(np.prod(kernel.shape[:-1]))}
         if in_levels and levels is None:
             raise BnnError(f"layer {name} has float weights (quantize_weights=False or a rotated kernel): "
