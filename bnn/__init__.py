@@ -22,11 +22,28 @@ import sys
 __version__ = "0.1.0"
 
 
+_registration_pending = False
+
+
 def register_keras_objects():
     """Register every custom Keras object of bnn (importing the modules runs the decorators)."""
-    import bnn.constraints  # noqa: F401
-    import bnn.layers  # noqa: F401
-    import bnn.losses  # noqa: F401
+    global _registration_pending
+    try:
+        import bnn.constraints  # noqa: F401
+        import bnn.layers  # noqa: F401
+        import bnn.losses  # noqa: F401
+    except ImportError:
+        # Keras was first imported by a module that bnn.layers needs (bnn.quantizers or
+        # bnn.constraints), which is half-loaded now: it calls register_if_pending when done.
+        _registration_pending = True
+    else:
+        _registration_pending = False
+
+
+def register_if_pending():
+    """Finish a registration that :func:`register_keras_objects` had to put off."""
+    if _registration_pending:
+        register_keras_objects()
 
 
 @contextlib.contextmanager

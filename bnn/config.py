@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bnn.errors import BnnError
+from bnn.levels import levels_problem, threshold_problem
 from data.download_data import canonical_data_set
 
 LOSS_MODES = ("hinge-loss", "softmax")
@@ -154,12 +155,12 @@ class RunConfig:
             raise BnnError(str(e)) from None
         if self.epochs is None:
             self.epochs = DEBUG_EPOCHS if self.debug else 500
-        if self.levels not in (2, 3):
-            raise BnnError(f"--levels must be 2 (binary) or 3 (ternary), got {self.levels}")
+        if levels_problem(self.levels):
+            raise BnnError(f"--levels {levels_problem(self.levels)}, got {self.levels}")
         for name in ("threshold", "threshold_weights", "threshold_activations"):
             value = getattr(self, name)
-            if value is not None and not 0.0 <= value < 1.0:
-                raise BnnError(f"--{name} must lie in [0, 1), got {value}")
+            if value is not None and threshold_problem(value):
+                raise BnnError(f"--{name} {threshold_problem(value)}, got {value}")
         for name in ("threshold_weights", "threshold_activations"):
             if getattr(self, name) is None:
                 setattr(self, name, self.threshold)

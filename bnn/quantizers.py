@@ -8,7 +8,7 @@ al. 2016, "Binarized Neural Networks", arXiv:1602.02830; the gradient of hard ta
 import keras
 from keras import ops
 
-LEVELS = (2, 3)
+from bnn.levels import levels_problem, threshold_problem
 
 
 def straight_through(forward, cancel=True):
@@ -106,15 +106,15 @@ def quantize(x, levels=2, threshold=0.0, cancel=True):
         return binarize(x, cancel)
     if levels == 3:
         return ternarize(x, threshold, cancel)
-    raise ValueError(f"levels must be 2 (binary) or 3 (ternary). Received: levels={levels}")
+    raise ValueError(f"levels {levels_problem(levels)}. Received: levels={levels}")
 
 
 def check_quantizer_args(levels, threshold):
     """Raise ``ValueError`` with the bad value unless ``levels`` in (2, 3) and 0 <= threshold < 1."""
-    if levels not in LEVELS:
-        raise ValueError(f"levels must be 2 (binary) or 3 (ternary). Received: levels={levels}")
-    if not 0.0 <= threshold < 1.0:
-        raise ValueError(f"threshold must lie in [0, 1). Received: threshold={threshold}")
+    for name, value, problem in (("levels", levels, levels_problem(levels)),
+                                 ("threshold", threshold, threshold_problem(threshold))):
+        if problem:
+            raise ValueError(f"{name} {problem}. Received: {name}={value}")
 
 
 def rotated_quantize(w, rotation, levels=2, threshold=0.0):
@@ -143,3 +143,10 @@ def rotated_quantize(w, rotation, levels=2, threshold=0.0):
         return ops.matmul(ops.transpose(rotation), q(ops.matmul(rotation, x)))
 
     return straight_through(forward, cancel=False)(_as_tensor(w))
+
+
+# Keras may have been imported first by this module, before its names existed: bnn's layers
+# could not be registered then (see bnn/__init__.py), and can be now.
+import bnn  # noqa: E402
+
+bnn.register_if_pending()

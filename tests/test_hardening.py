@@ -229,6 +229,19 @@ def test_plain_keras_loads_our_checkpoints_after_import_bnn(uninterrupted):
     assert out.stdout.split() == ["bnn_binary", "squared_hinge"]
 
 
+@pytest.mark.parametrize("first", ["quantizers", "constraints", "layers", "losses"])
+def test_any_bnn_module_may_be_the_first_to_load_keras(first):
+    """Keras first loaded from inside a module that bnn.layers needs: no circular import, and
+    every custom object is registered once that module is done."""
+    code = (f"import bnn.{first}, keras\n"
+            "print(*(keras.saving.get_registered_object(f'bnn>{n}') is not None\n"
+            "        for n in ('QuantDense', 'QuantConv2D', 'QuantActivation', 'Clip', 'squared_hinge')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True"] * 5
+
+
 def test_output_starts_with_the_programs_own_line(tmp_path):
     """No TensorFlow start-up logging before (or instead of) the one-line error."""
     out = subprocess.run([sys.executable, "run_bnn.py", "--data_set", "MNIST", "--data_dir",
