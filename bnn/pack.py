@@ -20,7 +20,6 @@ product can take, so the packed network's activations equal the Keras model's.
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import tensorflow as tf
 
 from bnn.bitpack import pack_bits, pack_conv_kernel
 from bnn.errors import BnnError
+from bnn.files import atomic_write
 from bnn.layers import QuantActivation, QuantConv2D, QuantDense
 from bnn.model import companion
 from bnn.runs import load_run
@@ -198,10 +198,12 @@ def pack_model(model):
 def save_packed(meta, arrays, path):
     """Write ``meta`` and ``arrays`` as one ``.npz`` file, through a temporary name renamed into place."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.partial.npz")
-    with open(tmp, "wb") as f:
-        np.savez(f, **{META_KEY: np.array(json.dumps(meta))}, **arrays)
-    os.replace(tmp, path)
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, **{META_KEY: np.array(json.dumps(meta))}, **arrays)
+
+    atomic_write(path, write)
     return path
 
 
