@@ -180,6 +180,30 @@ def test_sampled_dot_products_are_paired_and_seeded():
         assert all(tuple(np.round(v, 3)) in entries for v in zip(*(s.dots[k] for k in keys)))
 
 
+def test_sampled_dot_products_equal_the_convolution_at_the_chosen_entries():
+    rng = np.random.default_rng(5)
+    acts = {"A": rng.standard_normal((3, 6, 5, 4)), "B": np.sign(rng.standard_normal((3, 6, 5, 4)))}
+    weights = {"W": rng.standard_normal((3, 3, 4, 7)), "V": np.sign(rng.standard_normal((3, 3, 4, 7)))}
+    pairs = {"A.W": ("A", "W"), "B.W": ("B", "W"), "B.V": ("B", "V")}
+    index = np.sort(rng.choice(3 * 6 * 5 * 7, 200, replace=False))  # corners and borders included
+    got = ng.sampled_dot_products(acts, weights, pairs, index)
+    for key, (a, w) in pairs.items():
+        np.testing.assert_allclose(got[key], ng.dot_products(acts[a], weights[w], "conv").ravel()[index],
+                                   rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(got["B.V"], np.round(got["B.V"]))  # +-1 products: exact integers
+
+
+def test_network_geometry_samples_conv_layers_or_convolves_them_alike(monkeypatch):
+    _, model, x = _network()
+    convolved, _ = ng.network_geometry(model, x, n_points=300, batch_size=4, seed=1, rotation_max_d=100)
+    monkeypatch.setattr(ng, "_GATHER_COST", 0)  # every conv layer through sampled_dot_products
+    sampled, _ = ng.network_geometry(model, x, n_points=300, batch_size=4, seed=1, rotation_max_d=100)
+    for c, s in zip(convolved, sampled):
+        assert c.dots.keys() == s.dots.keys()
+        for key in c.dots:
+            np.testing.assert_allclose(s.dots[key], c.dots[key], rtol=1e-4, atol=1e-4)
+
+
 def test_layer_summary_numbers():
     _, model, x = _network(levels=3)
     layers, _ = ng.network_geometry(model, x, n_points=2000)
