@@ -762,9 +762,9 @@ def _moments(x, batch_size):
     total = np.zeros(x.shape[-1])
     squares = np.zeros(x.shape[-1])
     for start in range(0, len(x), batch_size):
-        h = x[start:start + batch_size].reshape(-1, x.shape[-1]).astype(np.float64)
-        total += h.sum(axis=0)
-        squares += np.einsum("ij,ij->j", h, h)
+        h = x[start:start + batch_size].reshape(-1, x.shape[-1])
+        total += h.sum(axis=0, dtype=np.float64)  # accumulated in float64 without a float64 copy
+        squares += np.einsum("ij,ij->j", h, h, dtype=np.float64)
     count = x.size // x.shape[-1]
     mean = total / count
     return mean, np.maximum(squares / count - mean**2, 0.0)
