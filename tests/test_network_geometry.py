@@ -352,6 +352,10 @@ def test_next_quantizer_switches_at_the_batch_norm_shifted_threshold():
 
 def test_disagreement_is_none_for_the_output_layer_and_uses_each_filters_threshold():
     _, model, x = _network()
+    # thresholds on the scale of fc1's dot products (about 30), so that they decide some signs
+    # whatever the backend's initial weights
+    fc1_bn = model.get_layer("fc1_bn")
+    fc1_bn.moving_mean.assign(np.random.default_rng(4).normal(0, 10, fc1_bn.moving_mean.shape).astype("float32"))
     layers, _ = ng.network_geometry(model, x, n_points=3000)
     assert layers[-1].disagreement("Ab.Wb", "Ab.Wc") is None
     assert ng.layer_summary(layers[-1])["next_quantizer_differs"] is None
