@@ -381,7 +381,7 @@ def test_initialization_angle_is_thirty_degrees_for_binary():
     layers, _ = ng.network_geometry(model, x, n_points=100)
     assert np.degrees(layers[0].init_angle()) == pytest.approx(30.0)
     # a freshly initialized wide dense layer sits at it
-    w = keras.initializers.GlorotUniform(seed=0)((4000, 64)).numpy()
+    w = keras.ops.convert_to_numpy(keras.initializers.GlorotUniform(seed=0)((4000, 64)))
     assert np.degrees(ng.filter_angles(w, np.sign(w)).mean()) == pytest.approx(30.0, abs=0.1)
 
 
