@@ -171,14 +171,24 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
 
 class EpochSummary(keras.callbacks.Callback):
-    """Print one line per epoch: losses, accuracies, learning rate and time."""
+    """Print one line per epoch: losses, accuracies, learning rate, and the epoch's time with the
+    part spent on validation (so a slow evaluation shows)."""
 
     def __init__(self, epochs, print_fn=print):
         super().__init__()
         self.epochs, self.print_fn = epochs, print_fn
+        self.start = self.test_start = time.perf_counter()
+        self.validation = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start = time.perf_counter()
+        self.validation = 0.0
+
+    def on_test_begin(self, logs=None):
+        self.test_start = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self.validation += time.perf_counter() - self.test_start
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -188,6 +198,8 @@ class EpochSummary(keras.callbacks.Callback):
                 parts.append(f"{key} {logs[key]:.4f}")
         parts.append(f"lr {float(logs.get('learning_rate', np.nan)):.2e}")
         parts.append(f"{time.perf_counter() - self.start:.1f}s")
+        if "val_loss" in logs:
+            parts[-1] += f" (validation {self.validation:.1f}s)"
         self.print_fn("  ".join(parts))
 
 

@@ -41,6 +41,7 @@ def test_mlp_run_directory_and_learning(tiny_data_dir, tmp_path, capsys):
                tiny_data_dir, run_dir) == 0
     out = capsys.readouterr().out
     assert out.count("epoch ") >= 4 and "test accuracy" in out
+    assert out.count("s (validation ") == 4  # every epoch line says what its validation took
     config = RunConfig.load(run_dir / runs.CONFIG)
     assert config.fc == [32] and config.epochs == 4 and config.data_set == "MNIST"
     assert [e for e, _ in runs.checkpoints(run_dir)] == [2, 4]
