@@ -78,9 +78,9 @@ def dot_products(a, w, kind):
 _CHUNK_FLOATS = 1 << 23
 #: Cost of one gathered float in `sampled_dot_products` against one multiply-add of the convolution,
 #: measured on the 2-core CPU (conv6 of the paper's network: 0.9 ns against 1/38 ns). `network_geometry`
-#: samples a conv layer's dot products where that is cheaper than whole convolutions: conv2-conv4 of
-#: the paper's network on 500 images with 200,000 points; conv5-conv6, whose few positions are
-#: nearly all sampled, are convolved whole.
+#: samples a conv layer's dot products where that is cheaper than whole convolutions: on 500 images
+#: with 200,000 points, every conv layer of the paper's network (conv5-conv6 only just: their
+#: 8 x 8 positions are nearly all sampled, and the two ways cost about the same there).
 _GATHER_COST = 35
 
 
