@@ -109,7 +109,7 @@ def sampled_dot_products(acts, weights, pairs, index):
     dict of str -> ndarray, float32, shape (m,)
     """
     first = next(iter(acts.values()))
-    n, h, w, c = first.shape
+    _, h, w, c = first.shape
     k, _, _, f = next(iter(weights.values())).shape
     before = (k - 1) // 2
     padded = {key: np.pad(np.asarray(a, dtype="float32"),
@@ -547,11 +547,12 @@ def network_geometry(model, x, n_points=200_000, batch_size=100, seed=0, rotatio
         for i, (rng, t) in enumerate(zip(rngs, tensors)):
             lo, hi = np.searchsorted(picks[i], [start * per_image[i], stop * per_image[i]])
             sel = picks[i][lo:hi] - start * per_image[i]
-            a = t.inputs.astype(np.float64)
-            moments[i] += a.size, a.sum(), np.einsum("i,i->", a.ravel(), a.ravel())
+            a = t.inputs.ravel()  # sums accumulated in float64, as in _moments, without a float64 copy
+            moments[i] += a.size, a.sum(dtype=np.float64), np.einsum("i,i->", a, a, dtype=np.float64)
             if t.activation is not None:
-                p = t.pre_activation.astype(np.float64).ravel()
-                act_moments[i] += p.size, p.sum(), np.einsum("i,i->", p, p), np.count_nonzero(t.activation == 0)
+                p = t.pre_activation.ravel()
+                act_moments[i] += (p.size, p.sum(dtype=np.float64), np.einsum("i,i->", p, p, dtype=np.float64),
+                                   np.count_nonzero(t.activation == 0))
             # Entries drawn with replacement from the batch's: the same control as a permutation
             # (i.i.d. entries with A^b's distribution) at a third of its cost on 13M entries.
             size = t.inputs.size
@@ -570,7 +571,7 @@ def network_geometry(model, x, n_points=200_000, batch_size=100, seed=0, rotatio
             else:
                 for key, (a_key, w_key) in pairs.items():
                     kept[i][key].append(dot_products(acts[a_key], weights[w_key], t.kind).reshape(-1)[sel])
-        del acts, a_p, a  # free this batch's tensors before the next batch is computed
+        del acts, a_p  # free this batch's tensors before the next batch is computed
     result = []
     for i, t in enumerate(tensors):
         count, total, squares = moments[i]
