@@ -177,8 +177,6 @@ class EpochSummary(keras.callbacks.Callback):
     def __init__(self, epochs, print_fn=print):
         super().__init__()
         self.epochs, self.print_fn = epochs, print_fn
-        self.start = self.test_start = time.perf_counter()
-        self.validation = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start = time.perf_counter()
