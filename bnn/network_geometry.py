@@ -22,7 +22,7 @@ import keras
 import numpy as np
 from scipy import stats
 
-from bnn import geometry, theory
+from bnn import geometry, packed_layers, theory
 from bnn.layer_tensors import iter_inspect, weight_layer_names
 from bnn.model import companion
 
@@ -746,18 +746,53 @@ def _compiled(layers, shape):
     return _COMPILED[key][0]
 
 
-def _apply(layers, x, batch_size):
-    """Run ``x`` through ``layers`` in inference mode, batch by batch; a numpy array."""
+def _apply(layers, x, batch_size, packed=None):
+    """Run ``x`` through ``layers`` in inference mode, batch by batch; a numpy array.
+
+    Layers that ``packed`` (a `bnn.packed_layers.PackedLayers`, or None) has a packed form for run
+    on it; on the TensorFlow backend the whole sequence is then one graph.
+    """
     if not layers:
         return x
-    run = _compiled(tuple(layers), tuple(x.shape[1:]))
+    if packed is None:
+        steps = [_compiled(tuple(layers), tuple(x.shape[1:])).predict_on_batch]
+    elif keras.backend.backend() == "tensorflow":
+        run = packed.run(tuple(layers))
+        steps = [lambda h: run(_tf_constant(h))]
+    else:
+        steps = _steps(layers, tuple(x.shape[1:]), packed)
     out = None
     for start in range(0, len(x), batch_size):
-        h = keras.ops.convert_to_numpy(run.predict_on_batch(x[start:start + batch_size]))
+        h = x[start:start + batch_size]
+        for step in steps:
+            h = step(h)
+        h = keras.ops.convert_to_numpy(h)
         if out is None:  # filled in place: no second copy of a large activation array
             out = np.empty((len(x), *h.shape[1:]), dtype=h.dtype)
         out[start:start + len(h)] = h
     return out
+
+
+def _steps(layers, shape, packed):
+    """``layers`` as numpy-to-numpy steps: packed layers, and compiled runs of the others between."""
+    steps, run = [], []
+    for layer in (*layers, None):
+        fast = None if layer is None else packed.get(layer)
+        if run and (fast is not None or layer is None):
+            model = _compiled(tuple(run), shape)
+            steps.append(model.predict_on_batch)
+            shape, run = tuple(model.output_shape[1:]), []
+        if fast is not None:
+            steps.append(lambda h, fast=fast: fast(_tf_constant(h)).numpy())
+            shape = tuple(layer.compute_output_shape((None, *shape))[1:])
+        elif layer is not None:
+            run.append(layer)
+    return steps
+
+
+def _tf_constant(x):
+    """``x`` as a TensorFlow tensor (TensorFlow is there whenever packed layers are)."""
+    return packed_layers._tensorflow().constant(x)
 
 
 def _moments(x, batch_size):
@@ -773,23 +808,24 @@ def _moments(x, batch_size):
     return mean, np.maximum(squares / count - mean**2, 0.0)
 
 
-def _refit(layers, h, e, batch_size):
+def _refit(layers, h, e, batch_size, packed=None):
     """Carry training activations ``h`` (and ``e``, or None) through ``layers``, setting each batch
     norm's moving statistics to the exact ones of its input on ``h`` on the way; return (h, e)."""
     segment = []
     for layer in layers:
         if isinstance(layer, keras.layers.BatchNormalization):
-            h = _apply(segment, h, batch_size)
-            e = None if e is None else _apply(segment, e, batch_size)
+            h = _apply(segment, h, batch_size, packed)
+            e = None if e is None else _apply(segment, e, batch_size, packed)
             mean, variance = _moments(h, batch_size)
             layer.moving_mean.assign(mean.astype("float32"))
             layer.moving_variance.assign(variance.astype("float32"))
             segment = []
         segment.append(layer)
-    return _apply(segment, h, batch_size), None if e is None else _apply(segment, e, batch_size)
+    return (_apply(segment, h, batch_size, packed),
+            None if e is None else _apply(segment, e, batch_size, packed))
 
 
-def reestimate_batch_norm(model, x, batch_size=100, x_eval=None):
+def reestimate_batch_norm(model, x, batch_size=100, x_eval=None, packed=None):
     """Set every batch norm's moving mean and variance to the exact statistics of its input on ``x``.
 
     The layers are visited in order, so each batch norm's statistics are computed with all earlier
@@ -805,6 +841,9 @@ def reestimate_batch_norm(model, x, batch_size=100, x_eval=None):
     batch_size : int
     x_eval : array, optional
         Images to run through the re-estimated network in the same pass.
+    packed : bool, optional
+        Run the binary layers on bit-packed words (`bnn.packed_layers`: the same values); by
+        default where `bnn.packed_layers.available`.
 
     Returns
     -------
@@ -812,7 +851,15 @@ def reestimate_batch_norm(model, x, batch_size=100, x_eval=None):
         The model's outputs on ``x_eval``.
     """
     e = None if x_eval is None else np.asarray(x_eval, dtype="float32")
-    return _refit(_chain(model), np.asarray(x, dtype="float32"), e, batch_size)[1]
+    chain = _chain(model)
+    return _refit(chain, np.asarray(x, dtype="float32"), e, batch_size, _packed_layers(chain, packed))[1]
+
+
+def _packed_layers(chain, packed):
+    """A `bnn.packed_layers.PackedLayers` for ``chain`` if ``packed`` (None: where available), else None."""
+    if packed is None:
+        packed = packed_layers.available()
+    return packed_layers.PackedLayers(chain) if packed else None
 
 
 def binarization_patterns(config):
@@ -834,7 +881,7 @@ def binarization_patterns(config):
     return patterns
 
 
-def pattern_scores(config, model, x_train, x_test, batch_size=100):
+def pattern_scores(config, model, x_train, x_test, batch_size=100, packed=None):
     """The network's scores on ``x_test`` for each pattern of `binarization_patterns`, before and
     after re-estimating batch norm on ``x_train``; see `binarization_pattern_experiment`.
 
@@ -843,7 +890,8 @@ def pattern_scores(config, model, x_train, x_test, batch_size=100):
     statistics (which re-estimation in order gives the same upstream). Those are computed once,
     advancing layer by layer, and each pattern runs only from its first changed layer on: for the
     paper's CIFAR-10 network this does about half the work of one full pass per pattern. Patterns
-    come in order of their first changed layer (the trained one last).
+    come in order of their first changed layer (the trained one last). ``packed`` is as in
+    `reestimate_batch_norm`.
 
     Yields
     ------
@@ -861,6 +909,7 @@ def pattern_scores(config, model, x_train, x_test, batch_size=100):
     position = {name: chain.index(layer) for name, layer in zip(names, weight_layers)}
     norms = [layer for layer in chain if isinstance(layer, keras.layers.BatchNormalization)]
     trained = {bn.name: (bn.moving_mean.numpy(), bn.moving_variance.numpy()) for bn in norms}
+    packed = _packed_layers(chain, packed)
     base = [int(q) for q in config.quantize_weights]
 
     def set_statistics(layers):
@@ -879,19 +928,16 @@ def pattern_scores(config, model, x_train, x_test, batch_size=100):
     train_h, test_h = np.asarray(x_train, dtype="float32"), before_h
     for label, pattern in sorted(binarization_patterns(config), key=lambda p: start_of(p[1])):
         s = start_of(pattern)
-        for layer in chain[k:s]:  # advance the trained network to the pattern's first change
-            if isinstance(layer, keras.layers.BatchNormalization):
-                set_statistics([layer])
-                before_h = _apply([layer], before_h, batch_size)
-                train_h, test_h = _refit([layer], train_h, test_h, batch_size)
-            else:
-                before_h, train_h, test_h = (_apply([layer], h, batch_size) for h in (before_h, train_h, test_h))
+        if s > k:  # advance the trained network to the pattern's first change, in one pass
+            set_statistics(chain[k:s])
+            before_h = _apply(chain[k:s], before_h, batch_size, packed)
+            train_h, test_h = _refit(chain[k:s], train_h, test_h, batch_size, packed)
         k = s
         for layer, q in zip(weight_layers, pattern):
             layer.quantize_weights = bool(q)
         set_statistics(chain[s:])
-        before = _apply(chain[s:], before_h, batch_size)
-        after = _refit(chain[s:], train_h, test_h, batch_size)[1]
+        before = _apply(chain[s:], before_h, batch_size, packed)
+        after = _refit(chain[s:], train_h, test_h, batch_size, packed)[1]
         for layer, q in zip(weight_layers, base):
             layer.quantize_weights = bool(q)
         yield label, list(pattern), before, after
