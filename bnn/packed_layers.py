@@ -28,8 +28,15 @@ def _tensorflow():
 
 
 def available():
-    """True where the packed path should be used: TensorFlow is installed and sees no GPU (there the
-    float convolution of cuDNN is the faster engine)."""
+    """True where the packed path should be used: TensorFlow is installed and the float layers would
+    run on a CPU (on a GPU the float convolution of cuDNN is the faster engine)."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        if jax.default_backend() != "cpu":
+            return False
     try:
         tf = _tensorflow()
     except ImportError:

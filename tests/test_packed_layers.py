@@ -70,3 +70,21 @@ def test_reestimated_batch_norm_is_the_same_packed_or_not():
     np.testing.assert_allclose(out, out_float, rtol=1e-5, atol=1e-5)
     for a, b in zip(model.get_weights(), twin.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_packed_layers_are_the_default_on_a_cpu_with_tensorflow_only(monkeypatch):
+    from bnn import packed_layers
+
+    assert packed_layers.available()  # CI: a CPU, TensorFlow installed
+    if keras.backend.backend() == "jax":
+        import jax
+
+        monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+        assert not packed_layers.available()  # the float layers on the accelerator are faster
+        monkeypatch.undo()
+
+    def missing():
+        raise ImportError("No module named 'tensorflow'")
+
+    monkeypatch.setattr(packed_layers, "_tensorflow", missing)
+    assert not packed_layers.available()
