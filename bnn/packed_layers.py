@@ -61,7 +61,7 @@ def _forward(kind):
         def dense(x, w, d):
             return tf.cast(binary_dot(tf_pack_bits(x > 0), w, d), tf.float32)
 
-        _FORWARD[kind] = tf.function({"conv": conv, "dense": dense}[kind], jit_compile=True)
+        _FORWARD[kind] = tf.function({"conv": conv, "dense": dense}[kind], jit_compile=True, autograph=False)
     return _FORWARD[kind]
 
 
@@ -125,7 +125,7 @@ class PackedLayers:
                     h = step(h)
                 return h
 
-            self._runs[key] = (tf.function(forward), layers)  # the layers kept alive: ids stay theirs
+            self._runs[key] = (tf.function(forward, autograph=False), layers)  # the layers kept alive: ids stay theirs
         return self._runs[key][0]
 
     @staticmethod
