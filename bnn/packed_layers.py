@@ -7,8 +7,9 @@ XOR-popcount on 64-bit words (`bnn.bitpack`), so the result is identical, not ap
 The analyses that run the network many times over (the binarization-pattern experiment,
 `bnn.network_geometry.pattern_scores`) use it for every layer it applies to.
 
-On this project's 2-core CPU (AVX2), the convolutions of the paper's CIFAR-10 network run 1.3x (conv2,
-two words per tap) to 2.5x (conv3-6) as fast as oneDNN's float convolution.
+On this project's 2-core CPU (AVX2), each binary layer of the paper's CIFAR-10 network ran a batch of
+100 images 2.0 to 3.7 times as fast as oneDNN's float layer (conv2, two words per tap: 2.0x;
+conv3-6: 2.5-3.0x; fc1-2: 3.0-3.7x; ``benchmarks/bench_pattern_experiment.py``).
 """
 
 import numpy as np
