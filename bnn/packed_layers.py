@@ -8,8 +8,9 @@ The analyses that run the network many times over (the binarization-pattern expe
 `bnn.network_geometry.pattern_scores`) use it for every layer it applies to.
 
 On this project's 2-core CPU (AVX2), each binary layer of the paper's CIFAR-10 network ran a batch of
-100 images 2.0 to 3.7 times as fast as oneDNN's float layer (conv2, two words per tap: 2.0x;
-conv3-6: 2.5-3.0x; fc1-2: 3.0-3.7x; ``benchmarks/bench_pattern_experiment.py``).
+100 images 1.8 to 3.7 times as fast as oneDNN's float layer (two runs; conv2, two words per tap:
+1.8-2.0x; conv3-6: 2.2-3.2x; fc1-2: 2.6-3.7x; ``benchmarks/bench_pattern_experiment.py``), and the
+whole pattern experiment 1.54 times as fast.
 """
 
 import numpy as np
