@@ -90,8 +90,7 @@ def sampled_dot_products(acts, weights, pairs, index):
     Equal (to float32 rounding) to ``dot_products(acts[a], weights[w], 'conv').ravel()[index]``
     for each pair, at a cost of d multiply-adds per entry instead of the whole convolution: the
     sampled dot products of the paper's CIFAR-10 network are 0.3-1.2% of its conv outputs. Each
-    input's patches and each kernel's columns are gathered once and shared by the pairs that use
-    them.
+    input's patches are gathered once and shared by the pairs that use them.
 
     Parameters
     ----------
@@ -120,17 +119,23 @@ def sampled_dot_products(acts, weights, pairs, index):
     index = np.asarray(index)
     out = {key: np.empty(len(index), dtype="float32") for key in pairs}
     taps = np.arange(k)
+    # Points grouped by filter: each group's patches times one kernel column (a matrix-vector
+    # product) instead of a gathered column per point, 1.4x faster on the paper's conv2-conv6.
+    filt = index % f
+    order = np.argsort(filt, kind="stable")
+    bounds = np.searchsorted(filt[order], np.arange(f + 1))
     step = max(1, _CHUNK_FLOATS // (k * k * c))
-    for lo in range(0, len(index), step):
-        idx = index[lo:lo + step]
-        filt, pos = idx % f, idx // f
-        col, row, img = pos % w, (pos // w) % h, pos // (h * w)
-        # (m, k, k, c) patches in the kernel's (row, column, channel) order, then flattened to d
-        where = (img[:, None, None], row[:, None, None] + taps[None, :, None], col[:, None, None] + taps[None, None, :])
-        patches = {key: a[where].reshape(len(idx), -1) for key, a in padded.items()}
-        cols = {key: wt[filt] for key, wt in columns.items()}
-        for key, (a_key, w_key) in pairs.items():
-            out[key][lo:lo + step] = np.einsum("md,md->m", patches[a_key], cols[w_key])
+    for j in range(f):
+        for lo in range(bounds[j], bounds[j + 1], step):
+            rows = order[lo:min(lo + step, bounds[j + 1])]
+            pos = index[rows] // f
+            col, row, img = pos % w, (pos // w) % h, pos // (h * w)
+            # (m, k, k, c) patches in the kernel's (row, column, channel) order, then flattened to d
+            where = (img[:, None, None], row[:, None, None] + taps[None, :, None],
+                     col[:, None, None] + taps[None, None, :])
+            patches = {key: a[where].reshape(len(rows), -1) for key, a in padded.items()}
+            for key, (a_key, w_key) in pairs.items():
+                out[key][rows] = patches[a_key] @ columns[w_key][j]
     return out
 
 
@@ -564,7 +569,7 @@ def network_geometry(model, x, n_points=200_000, batch_size=100, seed=0, rotatio
             for key in own:  # the layer's own output (A^c is A^b when the input is not quantized)
                 kept[i][key].append(t.outputs.reshape(-1)[sel])
             pairs = {key: {**DOT_PAIRS, **ROTATED_PAIR}[key] for key in kept[i] if key not in own}
-            gathers = len({a for a, _ in pairs.values()}) + len({w for _, w in pairs.values()}) + len(pairs)
+            gathers = len({a for a, _ in pairs.values()}) + len(pairs)  # floats read per sampled point, over d
             if t.kind == "conv" and len(sel) * gathers * _GATHER_COST < t.outputs.size * len(pairs):
                 for key, dots in sampled_dot_products(acts, weights, pairs, sel).items():
                     kept[i][key].append(dots)

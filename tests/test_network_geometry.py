@@ -176,8 +176,9 @@ def test_sampled_dot_products_are_paired_and_seeded():
             np.testing.assert_array_equal(s.dots[key], a.dots[key])
         # each sampled (A^b.W^b, A^b.W^c, A^c.W^b) triple is one entry of the full arrays
         keys = ("Ab.Wb", "Ab.Wc", "Ac.Wb")
-        entries = {tuple(np.round(v, 3)) for v in zip(*(f.dots[k] for k in keys))}
-        assert all(tuple(np.round(v, 3)) in entries for v in zip(*(s.dots[k] for k in keys)))
+        entries = np.stack([f.dots[k] for k in keys], axis=1)  # (all, 3)
+        for v in np.stack([s.dots[k] for k in keys], axis=1):  # float32 sums taken in another order
+            assert np.abs(entries - v).max(axis=1).min() < 1e-4
 
 
 def test_sampled_dot_products_equal_the_convolution_at_the_chosen_entries():
