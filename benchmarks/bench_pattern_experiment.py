@@ -4,8 +4,9 @@ the same accuracies (they must: the packed dot products are the float ones exact
 
     python benchmarks/bench_pattern_experiment.py --run_dir runs/cifar-10-binary --data_dir data --rounds 2
 
-Prints one batch's time per packed layer (packed against float), each round's seconds per engine, then median, best (min) and max, and the accuracies of each
-pattern before and after re-estimating batch norm.
+Prints one batch's time per packed layer (packed against float), each round's seconds per engine,
+then median, best (min) and max, and the accuracies of each pattern before and after re-estimating
+batch norm.
 """
 
 import argparse

@@ -762,8 +762,7 @@ def _apply(layers, x, batch_size, packed=None):
     if packed is None:
         steps = [_compiled(tuple(layers), tuple(x.shape[1:])).predict_on_batch]
     elif keras.backend.backend() == "tensorflow":
-        run = packed.run(tuple(layers))
-        steps = [lambda h: run(_tf_constant(h))]
+        steps = [packed.run(tuple(layers))]
     else:
         steps = _steps(layers, tuple(x.shape[1:]), packed)
     out = None
@@ -788,16 +787,11 @@ def _steps(layers, shape, packed):
             steps.append(model.predict_on_batch)
             shape, run = tuple(model.output_shape[1:]), []
         if fast is not None:
-            steps.append(lambda h, fast=fast: fast(_tf_constant(h)).numpy())
+            steps.append(lambda h, fast=fast: fast(h).numpy())
             shape = tuple(layer.compute_output_shape((None, *shape))[1:])
         elif layer is not None:
             run.append(layer)
     return steps
-
-
-def _tf_constant(x):
-    """``x`` as a TensorFlow tensor (TensorFlow is there whenever packed layers are)."""
-    return packed_layers._tensorflow().constant(x)
 
 
 def _moments(x, batch_size):

@@ -103,8 +103,8 @@ class PackedLayers:
         self._runs = {}
 
     def get(self, layer):
-        """A callable mapping a batch of the layer's +-1 inputs (a TensorFlow tensor) to its dot
-        products as float32, or None if the layer does not qualify now."""
+        """A callable mapping a batch of the layer's +-1 inputs (a numpy array or TensorFlow tensor)
+        to its dot products as a float32 tensor, or None if the layer does not qualify now."""
         if (id(layer) not in self._eligible or not layer.quantize_weights or layer.levels != 2
                 or layer.rotation is not None):
             return None

@@ -15,7 +15,7 @@ CONV = dict(data_set="cifar-10", conv=[64, 70, 5], fc=[65], max_pool=[0, 1, 1])
 MLP = dict(data_set="MNIST", conv=[], fc=[100, 70])
 
 
-def _inputs(model, chain, layer, n=6):
+def _inputs(model, layer, n=6):
     """The layer's inputs on random images: +-1 values from the network itself."""
     return keras.Model(model.input, layer.input).predict(images(model, n), verbose=0)
 
@@ -30,7 +30,7 @@ def test_packed_layers_give_exactly_the_float_layers_values(config):
     assert names == (["conv2", "conv3", "fc1", "out"] if config is CONV else ["fc2", "out"])
     for name in names:
         layer = model.get_layer(name)
-        x = _inputs(model, chain, layer)
+        x = _inputs(model, layer)
         assert set(np.unique(x)) == {-1.0, 1.0}
         got = packed.get(layer)(x).numpy()
         assert got.dtype == np.float32
