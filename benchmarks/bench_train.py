@@ -14,10 +14,15 @@ figure to quote for what binarization costs.
 
 A variant is ``binary`` or ``float`` (``--continuous``) with options joined by ``/``: ``xla``,
 ``noxla`` or ``auto`` (``--jit_compile``; default ``auto``), ``bf16`` (``--dtype_policy
-mixed_bfloat16``), ``spe=N`` (``--steps_per_execution N``); or ``larq/binary``, ``larq/float``:
+mixed_bfloat16``), ``spe=N`` (``--steps_per_execution N``), ``malloc`` (TensorFlow's CPU tensors
+from ``malloc``, ``TF_CPU_ALLOCATOR_USE_BFC=false``, as before bnn chose its BFC allocator; see
+bnn/__init__.py); or ``larq/binary``, ``larq/float``:
 the same network in Larq 0.14, run by the Python given with ``--larq``
 (benchmarks/larq_reference.py). Random data of the right shapes: the cost of a step does not
 depend on the pixels.
+
+Besides wall-clock speed, each variant's CPU seconds per step are reported: on a machine that
+stalls whole rounds at random they are the steadier measure of the work a step does.
 """
 
 import argparse
@@ -54,6 +59,8 @@ def parse_variant(variant):
             overrides["jit_compile"] = JIT[option]
         elif option == "bf16":
             overrides["dtype_policy"] = "mixed_bfloat16"
+        elif option == "malloc":
+            pass  # an environment variable of the worker: see worker_env
         elif option.startswith("spe="):
             overrides["steps_per_execution"] = int(option[4:])
         else:
@@ -88,11 +95,11 @@ def random_data(config, n):
 
 
 def time_steps(model, x, y, batch_size, steps):
-    """Seconds per training step over ``steps`` steps of one ``fit`` call."""
-    start = time.perf_counter()
+    """Wall-clock and CPU seconds (all threads) per training step over ``steps`` steps of one ``fit``."""
+    start, cpu = time.perf_counter(), time.process_time()
     model.fit(x[: batch_size * steps], y[: batch_size * steps], batch_size=batch_size, epochs=1,
               shuffle=False, verbose=0)
-    return (time.perf_counter() - start) / steps
+    return (time.perf_counter() - start) / steps, (time.process_time() - cpu) / steps
 
 
 def worker(net, variant, steps, batch_size):
@@ -104,11 +111,19 @@ def worker(net, variant, steps, batch_size):
     for line in sys.stdin:
         if line.strip() != "go":
             break
-        print(f"{time_steps(model, x, y, batch_size, steps):.6f}", flush=True)
+        print("%.6f %.6f" % time_steps(model, x, y, batch_size, steps), flush=True)
+
+
+def worker_env(variant, backend):
+    """The environment of ``variant``'s worker process."""
+    env = {**os.environ, **({"KERAS_BACKEND": backend} if backend else {})}
+    if "malloc" in variant.split("/")[1:]:
+        env["TF_CPU_ALLOCATOR_USE_BFC"] = "false"
+    return env
 
 
 def start_worker(net, variant, steps, batch_size, larq, backend):
-    env = {**os.environ, **({"KERAS_BACKEND": backend} if backend else {})}
+    env = worker_env(variant, backend)
     if variant.startswith("larq/"):
         if not larq:
             raise SystemExit(f"error: variant {variant} needs --larq PYTHON (a Python with larq 0.14)")
@@ -130,30 +145,36 @@ def bench(net, variants, rounds, steps, batch_size, larq=None, backend=None):
         for v in variants:  # started one at a time, so compilation does not overlap timing
             workers[v] = start_worker(net, v, steps, batch_size, larq, backend)
         times = {v: [] for v in variants}
+        cpu = {v: [] for v in variants}
         for r in range(rounds):
             for v in (variants if r % 2 == 0 else variants[::-1]):
                 proc = workers[v][0]
                 proc.stdin.write("go\n")
                 proc.stdin.flush()
-                times[v].append(float(proc.stdout.readline()))
+                wall, cpu_time = proc.stdout.readline().split()
+                times[v].append(float(wall))
+                cpu[v].append(float(cpu_time))
     finally:
         for proc, _ in workers.values():
             proc.stdin.close()
             proc.wait()
     print(f"\n{net}: {rounds} rounds of {steps} steps, batch {batch_size}, backend "
           f"{backend or os.environ.get('KERAS_BACKEND', 'tensorflow')}; images/s")
-    print(f"  {'variant':26s} {'median':>8s} {'min':>8s} {'max=best':>8s}")
+    print(f"  {'variant':36s} {'median':>8s} {'min':>8s} {'max=best':>8s}   CPU ms/step median (min-max)")
     for v in variants:
         t = times[v]
         label = f"{v} ({workers[v][1]})" if not v.startswith("larq/") else f"{v} (no XLA)"
-        print(f"  {label:26s} {batch_size / statistics.median(t):8.1f} {batch_size / max(t):8.1f} "
-              f"{batch_size / min(t):8.1f}")
+        c = cpu[v]
+        cpu_text = f"{1000 * statistics.median(c):8.1f} ({1000 * min(c):.1f}-{1000 * max(c):.1f})"
+        print(f"  {label:36s} {batch_size / statistics.median(t):8.1f} {batch_size / max(t):8.1f} "
+              f"{batch_size / min(t):8.1f}   {cpu_text}")
     for v in variants:
         twin = v.replace("binary", "float", 1)
         if v.startswith(("binary", "larq/binary")) and twin in times:
-            ratios = [b / f for b, f in zip(times[v], times[twin])]
-            print(f"  seconds per step {v} / {twin}: median {statistics.median(ratios):.3f} "
-                  f"(min {min(ratios):.3f}, max {max(ratios):.3f})")
+            for what, measure in (("seconds", times), ("CPU seconds", cpu)):
+                ratios = [b / f for b, f in zip(measure[v], measure[twin])]
+                print(f"  {what} per step {v} / {twin}: median {statistics.median(ratios):.3f} "
+                      f"(min {min(ratios):.3f}, max {max(ratios):.3f})")
     return times
 
 

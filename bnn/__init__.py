@@ -4,8 +4,16 @@ A reproduction of Anderson & Berg, *The High-Dimensional Geometry of Binary Neur
 (ICLR 2018, arXiv:1705.07199) on Keras 3.
 
 Import the submodules you need (``from bnn import layers``). This file imports nothing heavy,
-so the numpy-only geometry modules load without TensorFlow. It does two things when (and only
-when) TensorFlow or Keras are imported later, by anyone:
+so the numpy-only geometry modules load without TensorFlow. It does three things when (and
+only when) TensorFlow or Keras are imported later, by anyone:
+
+* TensorFlow's CPU tensors come from its own caching (BFC) allocator instead of ``malloc``,
+  unless ``TF_CPU_ALLOCATOR_USE_BFC`` is already set. A compiled training step needs its
+  scratch memory in one block; above glibc's 32 MiB limit ``malloc`` maps fresh pages for it at
+  every step and the kernel zeroes them. The binary 3x2048 MLP's block is 38.6 MiB (the
+  quantized kernels; the float MLP's is 18.5), so page faults were a quarter of its CPU time
+  and binarization seemed to cost 1.2x float per step: with the BFC allocator it costs 1.0x
+  (``benchmarks/bench_train.py --variants binary/xla binary/xla/malloc float/xla``).
 
 * TensorFlow's C++ start-up logging (absl, oneDNN, CUDA probing) is silenced, so a command's
   output starts with its own first line. Set ``BNN_TF_LOGS=1`` to see it.
@@ -20,6 +28,10 @@ import os
 import sys
 
 __version__ = "0.1.0"
+
+# Read by TensorFlow at its first CPU allocation, so this works even after `import tensorflow`
+# (see the module docstring for why).
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 
 _registration_pending = False
