@@ -46,6 +46,8 @@ NETS = {
 }
 DEFAULT_STEPS = {"conv": 4, "mlp": 40}
 JIT = {"xla": "on", "noxla": "off", "auto": "auto"}
+# Options that set the worker's environment instead of a RunConfig field.
+ENV_OPTIONS = {"malloc": {"TF_CPU_ALLOCATOR_USE_BFC": "false"}}
 
 
 def parse_variant(variant):
@@ -59,11 +61,9 @@ def parse_variant(variant):
             overrides["jit_compile"] = JIT[option]
         elif option == "bf16":
             overrides["dtype_policy"] = "mixed_bfloat16"
-        elif option == "malloc":
-            pass  # an environment variable of the worker: see worker_env
         elif option.startswith("spe="):
             overrides["steps_per_execution"] = int(option[4:])
-        else:
+        elif option not in ENV_OPTIONS:
             raise SystemExit(f"error: unknown option {option!r} in variant {variant!r}")
     return overrides
 
@@ -117,8 +117,8 @@ def worker(net, variant, steps, batch_size):
 def worker_env(variant, backend):
     """The environment of ``variant``'s worker process."""
     env = {**os.environ, **({"KERAS_BACKEND": backend} if backend else {})}
-    if "malloc" in variant.split("/")[1:]:
-        env["TF_CPU_ALLOCATOR_USE_BFC"] = "false"
+    for option in variant.split("/")[1:]:
+        env.update(ENV_OPTIONS.get(option, {}))
     return env
 
 

@@ -887,10 +887,10 @@ def pattern_scores(config, model, x_train, x_test, batch_size=100, packed=None):
     A pattern changes nothing upstream of its first continuous layer, so there its activations are
     those of the trained network (trained statistics) or of the trained network with re-estimated
     statistics (which re-estimation in order gives the same upstream). Those are computed once,
-    advancing layer by layer, and each pattern runs only from its first changed layer on: for the
-    paper's CIFAR-10 network this does about half the work of one full pass per pattern. Patterns
-    come in order of their first changed layer (the trained one last). ``packed`` is as in
-    `reestimate_batch_norm`.
+    advancing from one pattern's first changed layer to the next, and each pattern runs only from
+    there on: for the paper's CIFAR-10 network this does about half the work of one full pass per
+    pattern. Patterns come in order of their first changed layer (the trained one last).
+    ``packed`` is as in `reestimate_batch_norm`.
 
     Yields
     ------
