@@ -90,6 +90,11 @@ class _Downloader:
                 raise FetchError(f"{fail}: HTTP {response.status_code} {response.reason}")
             total, size, digest, shown = int(response.headers.get("Content-Length") or 0), 0, \
                 hashlib.md5(), 0.0
+            name, of = url.rsplit("/", 1)[-1], f"/{total / 1e6:.1f}" if total else ""
+
+            def draw(end=""):
+                print(f"\r  {name}  {size / 1e6:.1f}{of} MB", end=end, file=sys.stderr, flush=True)
+
             try:  # decode_content=False keeps the bytes as published; read1 returns what arrived
                 for chunk in iter(lambda: response.raw.read1(1 << 16, decode_content=False), b""):
                     if self.end is not None and time.monotonic() > self.end:
@@ -100,14 +105,14 @@ class _Downloader:
                     size += len(chunk)
                     if self.progress and time.monotonic() - shown > 0.1:
                         shown = time.monotonic()
-                        print(f"\r  {url.rsplit('/', 1)[-1]}  {size / 1e6:.1f}/{total / 1e6:.1f} "
-                              "MB", end="", file=sys.stderr, flush=True)
+                        draw()
             except urllib3.exceptions.ReadTimeoutError as e:  # the server stopped: no restart
                 raise FetchError(f"{fail}: {_describe(e)}") from e
             except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
                 raise _BrokenOff(f"{fail}: {_describe(e)}") from e  # IncompleteRead among them
             finally:
-                print(end="\n" if self.progress else "", file=sys.stderr)
+                if self.progress:
+                    draw("\n")
         self.md5 = digest.hexdigest()
 
 
