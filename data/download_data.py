@@ -198,10 +198,14 @@ def remove(data_set, data_dir=None):
 def build_parser():
     """The command line; stdlib only, so ``--help`` imports neither pooch nor requests."""
     parser = cli.Parser("download_data.py", "Download MNIST or CIFAR-10, verified against the "
-                        "published md5, into the layout that data/load_data.py reads.")
+                        "published md5, into the layout that data/load_data.py reads.", epilog=(
+                            "Exit status: 0 success; 1 a download or the disk failed (retrying "
+                            "later may help); 2 bad input (a flag's value, an md5 mismatch, a "
+                            "corrupt or unsafe file); 130 interrupted. See docs/data.md."))
     add, seconds = parser.add_argument, cli.finite_float(0, 1e6, low_open=True)
-    add("--data_set", required=True, metavar="{MNIST,cifar-10}", help="any case")
-    add("--data_dir", type=cli.path_arg, help=f"default: ${DATA_DIR_ENV}, else {DEFAULT_DATA_DIR}")
+    add("--data_set", required=True, metavar="{MNIST,cifar-10}", help="the data set (any case)")
+    add("--data_dir", type=cli.path_arg,
+        help=f"data directory (default: ${DATA_DIR_ENV}, else {DEFAULT_DATA_DIR})")
     add("--mirror", metavar="BASE_URL", help="fetch BASE_URL/mnist/<file> and BASE_URL/cifar10/"
         f"{CIFAR10_ARCHIVE} instead of the official sources (default: ${MIRROR_ENV})")
     add("--allow_unverified", action="store_true", help="keep files whose md5 differs from the "

@@ -50,9 +50,9 @@ def make_session(retries=5, backoff_factor=0.5):
 def _describe(exc):
     """The reason inside a requests / urllib3 exception, without object reprs and pool names."""
     text = " ".join(str(exc).split())
-    found = re.findall(r"\[Errno -?\d+\] [^'\")]+|Connection to \S+ timed out|Read timed out|"
-                       r"Connection broken: \w+\([^)]*\)", text)
-    return found[-1] if found else re.sub(r"\S*(Pool|object at)[^:]*: ", "", text)
+    found = re.findall(r"\[(?:Errno -?\d+|SSL: \w+)\] [^'\"()]+|Connection to \S+ timed out|"
+                       r"Read timed out|Connection broken: \w+\([^)]*\)", text)
+    return found[-1].strip() if found else re.sub(r"\S*(Pool|object at)[^:]*: ", "", text)
 
 
 class _Downloader:
