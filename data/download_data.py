@@ -179,8 +179,10 @@ def _delete_corrupt(spec, folder, data_dir):
 
 
 def remove(data_set, data_dir=None):
-    """Delete ``data_set``'s downloads, extracted folder and temporary files (only those, and the
-    folder if that leaves it empty); return the paths removed."""
+    """Delete ``data_set``'s downloads, extracted folder and temporary files; return their paths.
+
+    Nothing else is touched; the data set's folder goes too if that leaves it empty.
+    """
     spec = DATA_SETS[canonical_data_set(data_set)]
     folder = resolve_data_dir(data_dir) / spec.subdir
     found = [folder / name for name in [*spec.md5s, spec.extract_dir] if name]
@@ -221,7 +223,7 @@ def build_parser():
 
 
 def main(argv=None):
-    """Run the command line; return the exit status (``cli.EPILOG``), errors in one line."""
+    """Run the command line and return its exit status (see ``--help``); errors in one line."""
     return cli.run(_main, argv)
 
 

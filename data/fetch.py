@@ -67,6 +67,7 @@ class _Downloader:
         self.progress, self.end, self.md5 = progress and sys.stderr.isatty(), end, None
 
     def __call__(self, url, output_file, pooch, check_only=False):
+        self.md5 = None
         for attempt in range(self.retries + 1):
             try:
                 with open(output_file, "wb") as out:
@@ -174,6 +175,8 @@ def fetch_file(urls, dest, expected_md5=None, *, session=None, timeout=(10, 60),
             failures.append(str(e).removeprefix("could not download "))
             continue
         except ValueError:  # pooch found another md5 and has deleted its temporary file
+            if fetch.md5 is None:  # not from pooch's md5 check: a bug, not the user's input
+                raise
             raise DownloadError(f"md5 mismatch for {dest.name} from {url}: expected "
                                 f"{expected_md5}, got {fetch.md5}; the file was not kept (pass "
                                 "--allow_unverified to keep it anyway)") from None
@@ -183,6 +186,6 @@ def fetch_file(urls, dest, expected_md5=None, *, session=None, timeout=(10, 60),
         if expected_md5 and fetch.md5 != expected_md5:
             print(f"warning: md5 mismatch for {dest.name} from {url}: expected {expected_md5}, "
                   f"got {fetch.md5}; keeping it because of --allow_unverified", file=sys.stderr)
-        return fetch.md5
+        return fetch.md5 or pooch.file_hash(str(dest), alg="md5")  # None: dest was there
     also = f" (also tried: {'; '.join(failures[1:])})" if len(failures) > 1 else ""
     raise FetchError(f"could not download {failures[0]}{also}")
