@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bnn.errors import BnnError
 from bnn.levels import levels_problem, threshold_problem
-from data.download_data import canonical_data_set
+from data.layout import canonical_data_set
 
 LOSS_MODES = ("hinge-loss", "softmax")
 # Debug runs: a fraction of the data, a few epochs, so the whole path runs in about a minute.

@@ -8,7 +8,7 @@ its scores are not quantized. The input image is not quantized.
 import keras
 
 from bnn.layers import QuantActivation, QuantConv2D, QuantDense
-from data.load_data import IMAGE_SHAPES as INPUT_SHAPES, NUM_CLASSES as N_CLASSES
+from data.layout import IMAGE_SHAPES as INPUT_SHAPES, NUM_CLASSES as N_CLASSES
 
 
 #: The layers that follow weight layer ``name``, by role, are named ``name + suffix``.

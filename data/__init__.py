@@ -1,1 +1,2 @@
-"""Download (``download_data.py``) and load (``load_data.py``) MNIST and CIFAR-10."""
+"""MNIST and CIFAR-10: where they lie (``layout.py``), how they are fetched (``fetch.py``,
+``download_data.py``) and read (``load_data.py``). See docs/data.md."""

@@ -18,18 +18,22 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .download_data import (CIFAR10_BATCHES_DIR, CIFAR10_TEST_BATCH, CIFAR10_TRAIN_BATCHES,
-                            DATA_SETS, MNIST_FILES, canonical_data_set, download_command,
-                            resolve_data_dir)
+from .layout import (CIFAR10_BATCHES_DIR, CIFAR10_TEST_BATCH, CIFAR10_TRAIN_BATCHES,
+                     MNIST_FILES, NUM_CLASSES, canonical_data_set, data_set_dir, download_command)
 
-NUM_CLASSES = 10
-IMAGE_SHAPES = {"MNIST": (28, 28, 1), "cifar-10": (32, 32, 3)}
 _IDX_MAGIC = {"images": 2051, "labels": 2049}  # 0x0803 / 0x0801: uint8, 3 or 1 dims
 _CIFAR_ROW = 3 * 32 * 32
 
 
 class DataError(Exception):
-    """A data set that is missing, corrupt or asked for wrongly; the message says what to do."""
+    """A data set that is missing, corrupt or asked for wrongly; the message says what to do.
+
+    ``path`` and ``reason`` name the damaged file and what is wrong with it (None otherwise).
+    """
+
+    def __init__(self, message, path=None, reason=None):
+        super().__init__(message)
+        self.path, self.reason = path, reason
 
 
 class Dataset(NamedTuple):
@@ -118,7 +122,7 @@ def _missing(data_set, data_dir, folder, what):
 def _corrupt(path, data_set, data_dir, why):
     command = download_command(data_set, data_dir)
     return DataError(f"{path} is corrupt or truncated ({why}): run  {command} --remove  then  "
-                     f"{command}")
+                     f"{command}", path=path, reason=why)
 
 
 # --- MNIST ---------------------------------------------------------------------------------
@@ -172,7 +176,7 @@ def read_mnist(data_dir=None):
     x_train, x_test : array of uint8, shape (n, 28, 28, 1)
     y_train, y_test : array of int64, shape (n,)
     """
-    folder = resolve_data_dir(data_dir) / DATA_SETS["MNIST"].subdir
+    folder = data_set_dir("MNIST", data_dir)
     for name in MNIST_FILES.values():
         if not (folder / name).is_file():
             raise _missing("MNIST", data_dir, folder, name)
@@ -227,7 +231,8 @@ class _ArrayUnpickler(pickle.Unpickler):
         except KeyError:
             raise DataError(f"refusing to unpickle {module}.{name} from {self.path}: a CIFAR-10 "
                             "batch only holds arrays; delete this file, it is not from the "
-                            "official archive") from None
+                            "official archive", path=self.path,
+                            reason=f"refers to {module}.{name}") from None
 
 
 def read_cifar_batch(path, data_dir=None):
@@ -274,7 +279,7 @@ def read_cifar10(data_dir=None):
         NHWC: each 3072-byte row (R, G, B planes) reshaped to (3, 32, 32), then transposed.
     y_train, y_test : array of int64, shape (n,)
     """
-    folder = resolve_data_dir(data_dir) / DATA_SETS["cifar-10"].subdir / CIFAR10_BATCHES_DIR
+    folder = data_set_dir("cifar-10", data_dir) / CIFAR10_BATCHES_DIR
     names = CIFAR10_TRAIN_BATCHES + (CIFAR10_TEST_BATCH,)
     for name in names:
         if not (folder / name).is_file():
@@ -289,3 +294,35 @@ def read_cifar10(data_dir=None):
 
 def _to_nhwc(rows):
     return rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+
+
+# --- read-through check --------------------------------------------------------------------
+
+def find_corrupt(data_set, data_dir=None):
+    """Read every file of ``data_set`` that is present, as :func:`load_data` does; list failures.
+
+    A file whose md5 could not be verified may still be truncated or damaged: this checks what
+    can be checked file by file (gzip stream complete, idx header against payload, the pickles'
+    arrays, shapes and labels). Missing files are not reported.
+
+    Returns
+    -------
+    list of (Path, str)
+        Each file that cannot be read and why, in layout order.
+    """
+    name = canonical_data_set(data_set)
+    folder = data_set_dir(name, data_dir)
+    if name == "MNIST":
+        checks = [(folder / file, lambda path, d, kind=key.split("_")[1]: read_idx(path, kind, d))
+                  for key, file in MNIST_FILES.items()]
+    else:
+        checks = [(folder / CIFAR10_BATCHES_DIR / file, read_cifar_batch)
+                  for file in CIFAR10_TRAIN_BATCHES + (CIFAR10_TEST_BATCH,)]
+    corrupt = []
+    for path, read in checks:
+        if path.is_file():
+            try:
+                read(path, data_dir)
+            except DataError as e:
+                corrupt.append((path, e.reason or str(e)))
+    return corrupt

@@ -141,8 +141,9 @@ def assert_one_error_line(err, *fragments):
 
 
 def leftovers(folder):
-    """Temporary files or folders a download or extraction could leave behind."""
-    return [p.name for p in Path(folder).glob(".*")] if Path(folder).exists() else []
+    """Temporary files or folders a download (pooch's ``tmp*``) or extraction could leave behind."""
+    folder = Path(folder)
+    return [p.name for p in [*folder.glob(".*"), *folder.glob("tmp*")]] if folder.exists() else []
 
 
 # --- success and skipping ------------------------------------------------------------------
@@ -467,3 +468,73 @@ def test_a_stalled_server_fails_after_one_timeout(tmp_path, server):
         dd.download("MNIST", tmp_path, mirror=server.url, retries=3, backoff_factor=0,
                     timeout=(1, 0.2), progress=False)
     assert server.requests == [path], "a stalled transfer was started over"
+
+
+# --- bad flag values, and every corrupt file found in one run ----------------------------
+
+@pytest.mark.parametrize("flag, value", [("--timeout", "inf"), ("--deadline", "inf"),
+                                         ("--timeout", "nan"), ("--timeout", "1e300"),
+                                         ("--deadline", "0"), ("--timeout", "-1")])
+def test_timeouts_must_be_finite_and_positive(tmp_path, server, published, capsys, flag, value):
+    code, _, err = run_main(["--data_set", "MNIST", "--mirror", server.url, "--data_dir",
+                             str(tmp_path / "d"), flag, value], capsys)
+    assert code == 2
+    assert_one_error_line(err, f"argument {flag}:", repr(value), "download_data.py --help")
+    assert server.requests == [] and not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("mirror", ["notaurl", "127.0.0.1:8765", "ftp://example.org", "http://"])
+def test_a_mirror_that_is_not_an_http_url_is_bad_input(tmp_path, capsys, monkeypatch, mirror):
+    code, _, err = run_main(["--data_set", "MNIST", "--mirror", mirror, "--data_dir",
+                             str(tmp_path)], capsys)
+    assert code == 2
+    assert_one_error_line(err, "--mirror", "must be an http(s) URL", repr(mirror))
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv("BNN_DATA_MIRROR", mirror)
+    code, _, err = run_main(["--data_set", "MNIST", "--data_dir", str(tmp_path)], capsys)
+    assert code == 2
+    assert_one_error_line(err, "BNN_DATA_MIRROR", repr(mirror))
+
+
+def test_allow_unverified_deletes_and_names_every_corrupt_file_in_one_run(tmp_path, server,
+                                                                          mirror, capsys):
+    for name in MNIST_NAMES:  # complete responses of cut files, as from four bad mirrors
+        server.serve(f"/mnist/{name}", mirror[name][: len(mirror[name]) // 2])
+    args = ["--data_set", "MNIST", "--mirror", server.url, "--data_dir", str(tmp_path),
+            "--allow_unverified"]
+    code, _, err = run_main(args, capsys)
+    assert code == 2
+    assert_one_error_line(err.strip().split("\n")[-1], "these 4 files were deleted",
+                          *(f"{name} is corrupt" for name in MNIST_NAMES))
+    assert not (tmp_path / "mnist").exists()
+    for name in MNIST_NAMES:
+        server.serve(f"/mnist/{name}", mirror[name])
+    code, out, err = run_main(args, capsys)
+    assert code == 0, err
+    assert "already present" not in out and len(server.requests) == 8
+
+
+def test_corrupt_files_already_present_are_never_reported_present(tmp_path, server, mirror,
+                                                                   capsys):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for name in MNIST_NAMES:  # as an interrupted unverified run could leave them
+        (folder / name).write_bytes(mirror[name] if "labels" in name else
+                                    mirror[name][: len(mirror[name]) // 2])
+    code, out, err = run_main(["--data_set", "MNIST", "--mirror", server.url, "--data_dir",
+                               str(tmp_path), "--allow_unverified"], capsys)
+    assert code == 2 and server.requests == []
+    assert_one_error_line(err.strip().split("\n")[-1], "these 2 files were deleted",
+                          "train-images-idx3-ubyte.gz is corrupt",
+                          "t10k-images-idx3-ubyte.gz is corrupt")
+    assert "already present" not in out
+    assert sorted(p.name for p in folder.iterdir()) == sorted(n for n in MNIST_NAMES
+                                                              if "labels" in n)
+
+
+def test_help_imports_neither_pooch_nor_requests():
+    done = subprocess.run([sys.executable, "-X", "importtime", "data/download_data.py", "--help"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "--deadline" in done.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
+    assert not {"pooch", "requests", "urllib3", "numpy"} & imported

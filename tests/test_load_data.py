@@ -220,3 +220,31 @@ def test_no_tensorflow_import():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=os.path.dirname(os.path.dirname(__file__)), check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_layout_and_config_import_no_network_stack():
+    """bnn.config asks data.layout for names: that must not load requests, urllib3 or pooch."""
+    import subprocess
+    import sys
+    code = ("import sys, bnn.config, data.layout; print(sorted({m.split('.')[0] for m in "
+            "sys.modules} & {'requests', 'urllib3', 'pooch'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(__file__)), check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_find_corrupt_names_every_damaged_file(tiny_data_dir):
+    from data.load_data import find_corrupt
+    mnist = tiny_data_dir / "mnist"
+    (mnist / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not gzip")
+    _gz(mnist / "train-images-idx3-ubyte.gz", idx_bytes(np.zeros((2, 28, 28), np.uint8))[:-9])
+    (mnist / "t10k-images-idx3-ubyte.gz").unlink()  # missing files are not reported
+    found = find_corrupt("MNIST", tiny_data_dir)
+    assert [path.name for path, _ in found] == ["train-images-idx3-ubyte.gz",
+                                                "t10k-labels-idx1-ubyte.gz"]
+    assert "needs 1568 data bytes, file has 1559" in found[0][1]
+    assert "cannot decompress" in found[1][1]
+    batches = tiny_data_dir / "cifar10" / "cifar-10-batches-py"
+    (batches / "data_batch_2").write_bytes(cifar_batch_bytes(np.zeros((2, 3072), np.uint8), [1]))
+    assert [(p.name, why) for p, why in find_corrupt("cifar-10", tiny_data_dir)] == [
+        ("data_batch_2", "1 labels for 2 images")]
