@@ -23,6 +23,8 @@ def _main(argv):
     config = config_from_args(argv, description=__doc__.split("\n\n")[0])
     if os.environ.get("KERAS_BACKEND") == "jax" and importlib.util.find_spec("jax") is None:
         raise BnnError("KERAS_BACKEND=jax but jax is not installed: pip install -r requirements-jax.txt")
+    if config.run_dir:  # the default one is checked once its name is known (bnn.runs)
+        cli.output_dir(config.run_dir, "--run_dir", create=False)
     check_training_memory(config)
     cli.load_keras()
     from bnn.train import train_and_evaluate

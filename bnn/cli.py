@@ -35,6 +35,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+SEED_LIMIT = 2**32  # numpy, TensorFlow and JAX seeds are unsigned 32-bit integers
+
 EXIT_OK = 0
 EXIT_OUTSIDE = 1
 EXIT_BAD_INPUT = 2

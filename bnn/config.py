@@ -26,7 +26,7 @@ PATH_FIELDS = ("run_dir", "data_dir", "param_file")
 # Sections of --help, in order; a field names its own with ``group=`` (others go last).
 HELP_GROUPS = ("data", "network", "quantization", "optimisation", "run directory",
                "devices and speed")
-SEED_LIMIT = 2**32  # numpy, TensorFlow and JAX seeds are unsigned 32-bit integers
+SEED_LIMIT = cli.SEED_LIMIT
 # Fields that only say how fast a run goes (bnn/accelerate.py); they may differ on resume too.
 RUNTIME_FIELDS = ("jit_compile", "steps_per_execution", "distribute")
 JIT_MODES = ("auto", "on", "off")
@@ -347,18 +347,22 @@ def training_memory(config):
     from data.load_data import IMAGE_SHAPES, NUM_CLASSES
 
     height, width, channels = IMAGE_SHAPES[config.data_set]
+    bn = 3 + config.bn_scale  # moving mean and variance, shift, and scale where it learns one
+    first_d = config.filter_size ** 2 * channels if config.conv else height * width * channels
     params = outputs = 0
     for units, pool in zip(config.conv, config.max_pool):
-        params += config.filter_size ** 2 * channels * units + 4 * units  # + batch norm
+        params += config.filter_size ** 2 * channels * units + bn * units
         if pool:
             height, width = -(-height // 2), -(-width // 2)
         outputs += height * width * units
         channels = units
     fan_in = height * width * channels
     for units in config.fc + [NUM_CLASSES]:
-        params += fan_in * units + 4 * units
+        params += fan_in * units + bn * units
         outputs += units
         fan_in = units
+    if config.rotate_first_layer:  # a d x d rotation, d the first layer's fan-in
+        params += first_d ** 2
     return params, BYTES_PER_PARAMETER * params + 2 * 4 * config.batch_size * outputs
 
 
