@@ -1,7 +1,7 @@
 """Export a trained binary or ternary network as bit-packed weights and integer thresholds.
 
-``python -m bnn.pack RUN_DIR`` writes ``RUN_DIR/packed.npz``, which :func:`bnn.packed.load_packed`
-runs. What the file holds, per weight layer (no optimizer state, no latent weights):
+``python -m bnn.pack --run_dir RUN_DIR`` writes ``RUN_DIR/packed.npz``, which
+:func:`bnn.packed.load_packed` runs. What the file holds, per weight layer (no optimizer state, no latent weights):
 
 * the quantized kernel at 1 bit per weight (binary) or 2 (ternary: a sign and a mask plane),
   packed along the input channels in 64-bit words (:mod:`bnn.bitpack`);

@@ -1,7 +1,7 @@
 """The geometry report of a trained network: figures and per-layer numbers from its run directory.
 
-    python -m bnn.report runs/cifar-10-binary                   # figures/cifar-10-binary/
-    python -m bnn.report RUN_DIR --n_images 500 --out_dir figures/mine --skip_bn_experiment
+    python -m bnn.report --run_dir runs/cifar-10-binary       # figures/cifar-10-binary/
+    python -m bnn.report --run_dir RUN_DIR --n_images 500 --out_dir figures/mine --skip_bn_experiment
 
 ``gen_plots.ipynb`` calls the same functions, one figure per cell. Everything about the network
 (architecture, levels, threshold, data set) is read from the run directory. Each figure is written

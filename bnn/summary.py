@@ -1,7 +1,7 @@
 """How small and how cheap a network is: weights by bit width, their memory, MACs by precision.
 
-``bnn.summary(model)`` (this module is callable) or ``python -m bnn.summary RUN_DIR`` prints, per
-layer, the precision of its input, its output shape, its weights at 1 bit (binary), 2 bits
+``bnn.summary(model)`` (this module is callable) or ``python -m bnn.summary --run_dir RUN_DIR``
+prints, per layer, the precision of its input, its output shape, its weights at 1 bit (binary), 2 bits
 (ternary) and 32 bits (float: batch norm, and kernels that are not quantized), their memory, and
 its multiply-accumulates by precision; then the packed and float32 sizes, the compression ratio
 and the share of MACs that are binary or ternary. The table follows ``larq.models.summary``.

@@ -94,7 +94,8 @@ def test_a_missing_argument_is_one_line(prog, args, phrase):
 
 @pytest.mark.parametrize("prog, args, phrase", [
     ("run_bnn.py", ["--bn_epsilon", "nan"], "argument --bn_epsilon: expected a finite number, got 'nan'"),
-    ("python -m bnn.report", ["--run_dir", "RUN", "--n_images", "0"], "argument --n_images: expected an integer >= 1"),
+    ("python -m bnn.report", ["--run_dir", "RUN", "--n_images", "0"],
+     "argument --n_images: expected an integer >= 1"),
     ("python -m bnn.pack", ["--run_dir", "RUN", "--which", "latest"], "argument --which: expected best, final"),
     ("python -m bnn.summary", ["--run_dir", "RUN", "--which", "0"], "argument --which"),
 ])
