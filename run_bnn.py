@@ -6,36 +6,36 @@
 
 Running the same command again after an interruption resumes from the last checkpoint.
 Every flag is a field of bnn.config.RunConfig; the run directory stores them as config.json.
+Exit status and conventions: docs/cli.md.
 """
 
 import importlib.util
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's start-up chatter
+from bnn import cli
+
+
+def _main(argv):
+    from bnn.config import check_training_memory, config_from_args
+    from bnn.errors import BnnError
+
+    config = config_from_args(argv, description=__doc__.split("\n\n")[0])
+    if os.environ.get("KERAS_BACKEND") == "jax" and importlib.util.find_spec("jax") is None:
+        raise BnnError("KERAS_BACKEND=jax but jax is not installed: pip install -r requirements-jax.txt")
+    if config.run_dir:  # the default one is checked once its name is known (bnn.runs)
+        cli.output_dir(config.run_dir, "--run_dir", create=False)
+    check_training_memory(config)
+    cli.load_keras()
+    from bnn.train import train_and_evaluate
+
+    train_and_evaluate(config)
 
 
 def main(argv=None):
-    if os.environ.get("KERAS_BACKEND") == "jax" and importlib.util.find_spec("jax") is None:
-        print("error: KERAS_BACKEND=jax but jax is not installed: pip install -r requirements-jax.txt",
-              file=sys.stderr)
-        return 2
-    from bnn.config import config_from_args
-    from bnn.errors import BnnError
-
-    try:
-        config = config_from_args(argv, description=__doc__.split("\n\n")[0])
-        from bnn.train import train_and_evaluate
-
-        train_and_evaluate(config)
-    except BnnError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_status
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to resume from the last checkpoint",
-              file=sys.stderr)
-        return 130
-    return 0
+    """Train as the flags in ``argv`` say; return the exit status (``bnn.cli``: 0, 1, 2, 3 or 130)."""
+    return cli.run(_main, argv, interrupted="interrupted: run the same command again to resume "
+                   "from the last checkpoint")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@
 
 * ``--help`` is instant: this module imports only the standard library, and entry points import
   TensorFlow, Keras or requests inside their ``main`` function, after parsing;
+* the same names for the same things: ``--run_dir``, ``--data_dir``, ``--which``, ``--out_dir``;
+* TensorFlow's C++ start-up lines (absl, oneDNN, CUDA probing) are held back
+  (:func:`load_keras`), so a command's output starts with its own first line;
 * usage errors and bad values are one line, ``error: ...``, with exit status 2;
 * every other failure is one line too, with the exit status of its kind (:data:`EXIT_STATUS`);
 * an output path that cannot be written is reported before any work is done
@@ -23,11 +26,16 @@ Exit status (the same for every entry point):
 """
 
 import argparse
+import contextlib
 import errno
 import math
 import os
+import re
 import sys
+import tempfile
 from pathlib import Path
+
+SEED_LIMIT = 2**32  # numpy, TensorFlow and JAX seeds are unsigned 32-bit integers
 
 EXIT_OK = 0
 EXIT_OUTSIDE = 1
@@ -71,7 +79,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"error: {message} (see {self.prog} --help)\n")
 
 
-def run(main, argv=None):
+def run(main, argv=None, interrupted="interrupted"):
     """Run ``main(argv)`` and turn every expected failure into one line and an exit status.
 
     Parameters
@@ -83,6 +91,8 @@ def run(main, argv=None):
         is missing, not writable or too long (status 2).
     argv : list of str, optional
         The arguments; ``sys.argv[1:]`` by default.
+    interrupted : str
+        The line printed on Ctrl-C (exit status 130).
 
     Returns
     -------
@@ -94,7 +104,7 @@ def run(main, argv=None):
     except SystemExit as e:  # --help, or a usage error that Parser.error has printed
         return e.code if isinstance(e.code, int) else EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:  # noqa: BLE001 - only expected kinds are caught below
         status = getattr(e, "exit_status", None)
@@ -188,8 +198,8 @@ class OutputPathError(OSError):
     exit_status = EXIT_BAD_INPUT
 
 
-def output_dir(path, flag="--out_dir"):
-    """Create ``path`` as a directory (if needed) and check that it can be written, before any work.
+def output_dir(path, flag="--out_dir", create=True):
+    """Check that ``path`` can be a writable directory, before any work; create it if asked.
 
     Parameters
     ----------
@@ -197,11 +207,14 @@ def output_dir(path, flag="--out_dir"):
         The directory.
     flag : str
         The option that named it, for the error message.
+    create : bool
+        Create it now. With False nothing is created: the nearest folder that exists must be
+        writable, so a command that fails later leaves no empty directory behind.
 
     Returns
     -------
     Path
-        The directory, created.
+        The directory.
 
     Raises
     ------
@@ -211,24 +224,102 @@ def output_dir(path, flag="--out_dir"):
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputPathError(f"{flag} {path} is a file, not a directory: give a directory")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputPathError(f"cannot create {flag} {path}: {e.strerror}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise OutputPathError(f"cannot write to {flag} {path}: permission denied")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputPathError(f"{flag} {path} cannot be made: {existing} is a file; give another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputPathError(f"cannot write to {flag} {path}: {existing} is not writable")
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputPathError(f"cannot create {flag} {path}: {e.strerror}") from None
     return path
 
 
 def output_file(path, flag="--out"):
-    """Check that the file ``path`` can be written (its folder is created), before any work.
+    """Check that the file ``path`` can be written, before any work; nothing is created.
 
-    Returns the path as a ``Path``; raises :class:`OutputPathError` otherwise.
+    Returns the path as a ``Path``; raises :class:`OutputPathError` otherwise. The caller
+    creates the file's folder (``path.parent.mkdir(parents=True, exist_ok=True)``) when it writes.
     """
     path = Path(path)
     if path.is_dir():
         raise OutputPathError(f"{flag} {path} is a directory: give a file name")
-    output_dir(path.parent if str(path.parent) else Path("."), flag=f"the folder of {flag}")
+    output_dir(path.parent, flag=f"the folder of {flag}", create=False)
     if path.exists() and not os.access(path, os.W_OK):
         raise OutputPathError(f"cannot write {flag} {path}: permission denied")
     return path
+
+
+def which_arg(text):
+    """An argparse ``type`` for ``--which``: ``best``, ``final`` or a checkpoint's epoch (an int)."""
+    if text in ("best", "final"):
+        return text
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected best, final or a checkpoint's epoch (1, 2, ...), got {text!r}")
+
+
+# TensorFlow's C++ libraries write these at start-up straight to file descriptor 2, below
+# Python (absl's pre-initialisation notice, oneDNN, CPU features, CUDA probing on a machine
+# without a GPU): TF_CPP_MIN_LOG_LEVEL does not hide them all.
+_STARTUP_NOISE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|[IW]\d{4} [\d:.]+ +\d+ \S+:\d+\] "
+    r"|E\d{4} [\d:.]+ +\d+ (cuda|cudnn|cufft|cublas)\w*\.cc:\d+\] "
+    r"|To enable the following instructions: ")
+
+
+@contextlib.contextmanager
+def quiet_startup():
+    """Hold back TensorFlow's C++ start-up lines written while the block runs.
+
+    File descriptor 2 goes to a temporary file meanwhile; afterwards every line that is not
+    known start-up noise is written to stderr, so an unexpected message (an error while loading
+    a library) still shows, in order. Set ``BNN_TF_LOGS=1`` to see everything as it comes.
+    ``TF_CPP_MIN_LOG_LEVEL`` defaults to 2 (warnings and errors of TensorFlow's own logging only)
+    for the rest of the process.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if os.environ.get("BNN_TF_LOGS"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [line for line in held.read().decode(errors="replace").splitlines(keepends=True)
+                    if not _STARTUP_NOISE.match(line)]
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()
+
+
+def load_keras():
+    """Import Keras (and TensorFlow, when it is the backend) inside :func:`quiet_startup`.
+
+    Entry points call this after parsing their arguments, before importing the modules that
+    need Keras. TensorFlow probes for GPUs when its devices are first listed: that is done here
+    too, while quiet.
+
+    Returns
+    -------
+    module
+        ``keras``.
+    """
+    with quiet_startup():
+        import keras
+
+        tf = sys.modules.get("tensorflow")
+        if tf is not None:
+            tf.config.list_physical_devices()
+    return keras

@@ -8,10 +8,11 @@ reads it back from there, so no parameter is ever retyped.
 import argparse
 import dataclasses
 import json
-import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bnn import cli
 from bnn.errors import BnnError
 from bnn.levels import levels_problem, threshold_problem
 from data.layout import canonical_data_set
@@ -25,19 +26,28 @@ PATH_FIELDS = ("run_dir", "data_dir", "param_file")
 # Sections of --help, in order; a field names its own with ``group=`` (others go last).
 HELP_GROUPS = ("data", "network", "quantization", "optimisation", "run directory",
                "devices and speed")
-SEED_LIMIT = 2**32  # numpy, TensorFlow and JAX seeds are unsigned 32-bit integers
+SEED_LIMIT = cli.SEED_LIMIT
 # Fields that only say how fast a run goes (bnn/accelerate.py); they may differ on resume too.
 RUNTIME_FIELDS = ("jit_compile", "steps_per_execution", "distribute")
 JIT_MODES = ("auto", "on", "off")
 DTYPE_POLICIES = ("float32", "mixed_bfloat16")
 
 
-def _arg(default, help, **cli):
-    return field(default=default, metadata={"help": help, **cli})
+# Value types of the flags (bnn.cli): a bad value is refused in one line while parsing, and
+# `RunConfig.resolve` applies the same type to every field, so a config.json is held to the same
+# rules (a NaN or infinite number there would poison the run directory for good).
+_POSITIVE = cli.bounded_int(1)
+_SWITCH = cli.bounded_int(0, 1)
+_POSITIVE_FLOAT = cli.finite_float(0, low_open=True)
+_FRACTION = cli.finite_float(0, 1, high_open=True)
 
 
-def _list_arg(default, help, **cli):
-    return field(default_factory=lambda: list(default), metadata={"help": help, "nargs": "*", **cli})
+def _arg(default, help, **flag):
+    return field(default=default, metadata={"help": help, **flag})
+
+
+def _list_arg(default, help, **flag):
+    return field(default_factory=lambda: list(default), metadata={"help": help, "nargs": "*", **flag})
 
 
 @dataclass
@@ -50,72 +60,76 @@ class RunConfig:
 
     data_set: str = _arg("cifar-10", "data set to train on", group="data",
                          metavar="{MNIST,cifar-10}")
-    batch_size: int = _arg(50, "size of batches for training", group="optimisation")
+    batch_size: int = _arg(50, "size of batches for training", type=_POSITIVE, group="optimisation")
     epochs: int = _arg(None, "number of epochs in training (default: 500, or 2 with --debug)",
-                       type=int, group="optimisation")
-    lr_start: float = _arg(0.001, "learning rate for the first epoch", group="optimisation")
+                       type=_POSITIVE, group="optimisation")
+    lr_start: float = _arg(0.001, "learning rate for the first epoch", type=_POSITIVE_FLOAT,
+                           group="optimisation")
     lr_end: float = _arg(3e-7, "learning rate for the last epoch (exponential decay per epoch)",
-                         group="optimisation")
+                         type=_POSITIVE_FLOAT, group="optimisation")
     loss_mode: str = _arg("hinge-loss", "squared hinge on +-1 targets, or softmax cross-entropy",
                           group="optimisation", metavar="{hinge-loss,softmax}")
     conv: list = _list_arg([128, 128, 256, 256, 512, 512],
-                           "feature maps of each conv layer; give --conv alone for an MLP", type=int,
-                           group="network")
-    fc: list = _list_arg([1024, 1024], "units of each hidden fully connected layer", type=int,
+                           "feature maps of each conv layer; give --conv alone for an MLP",
+                           type=_POSITIVE, group="network")
+    fc: list = _list_arg([1024, 1024], "units of each hidden fully connected layer", type=_POSITIVE,
                          group="network")
     max_pool: list = _arg(None, "1/0 per conv layer: 2x2 max pool after it "
-                          "(default: after every second layer)", nargs="*", type=int,
+                          "(default: after every second layer)", nargs="*", type=_SWITCH,
                           group="network")
-    filter_size: int = _arg(3, "side of the square conv filters", group="network")
-    ckpt_n: int = _arg(10, "save a checkpoint every n epochs", group="run directory")
+    filter_size: int = _arg(3, "side of the square conv filters", type=_POSITIVE, group="network")
+    ckpt_n: int = _arg(10, "save a checkpoint every n epochs", type=_POSITIVE, group="run directory")
     keep_ckpts: int = _arg(5, "keep the newest n periodic checkpoints (0 keeps all)",
-                           group="run directory")
+                           type=cli.bounded_int(0), group="run directory")
     continuous: bool = _arg(False, "float weights and hard-tanh activations (the float baseline)",
                             group="quantization")
     debug: bool = _arg(False, "quick test: a small fraction of the data and 2 epochs", group="data")
-    levels: int = _arg(2, "2 = binary, 3 = ternary weights and activations", group="quantization",
-                       metavar="{2,3}")
-    threshold: float = _arg(0.0, "ternarization threshold in [0, 1) (levels 3)",
+    levels: int = _arg(2, "2 = binary, 3 = ternary weights and activations",
+                       type=cli.bounded_int(2, 3), group="quantization", metavar="{2,3}")
+    threshold: float = _arg(0.0, "ternarization threshold in [0, 1) (levels 3)", type=_FRACTION,
                             group="quantization")
     threshold_weights: float = _arg(None, "threshold of the weights (default: --threshold)",
-                                    type=float, group="quantization")
+                                    type=_FRACTION, group="quantization")
     threshold_activations: float = _arg(None, "threshold of the batch-normed activations "
-                                        "(default: --threshold)", type=float, group="quantization")
+                                        "(default: --threshold)", type=_FRACTION, group="quantization")
     quantize_weights: list = _arg(None, "1/0 per weight layer (conv, fc, output): quantize its "
-                                  "weights (default: all, unless --continuous)", nargs="*", type=int,
-                                  group="quantization")
+                                  "weights (default: all, unless --continuous)", nargs="*",
+                                  type=_SWITCH, group="quantization")
     quantize_activations: list = _arg(None, "1/0 per hidden layer (conv, fc): quantize its "
                                       "activations (default: all, unless --continuous)",
-                                      nargs="*", type=int, group="quantization")
-    dropout_in: float = _arg(0.0, "dropout rate on the input image", group="network")
-    dropout_hidden: float = _arg(0.0, "dropout rate after each hidden layer's activation",
-                                 group="network")
-    bn_momentum: float = _arg(0.9, "batch norm moving-average momentum (authors' TF1 code: 0.999)",
-                              group="network")
-    bn_epsilon: float = _arg(1e-4, "batch norm epsilon (authors' TF1 code: 1e-3)", group="network")
+                                      nargs="*", type=_SWITCH, group="quantization")
+    dropout_in: float = _arg(0.0, "dropout rate on the input image, in [0, 1)", type=_FRACTION,
+                             group="network")
+    dropout_hidden: float = _arg(0.0, "dropout rate after each hidden layer's activation, in [0, 1)",
+                                 type=_FRACTION, group="network")
+    bn_momentum: float = _arg(0.9, "batch norm moving-average momentum in [0, 1) (authors' TF1 "
+                              "code: 0.999)", type=_FRACTION, group="network")
+    bn_epsilon: float = _arg(1e-4, "batch norm epsilon, > 0 (authors' TF1 code: 1e-3)",
+                             type=_POSITIVE_FLOAT, group="network")
     bn_scale: int = _arg(1, "1: batch norm learns a scale (BinaryNet); 0: a shift only (authors' "
-                         "TF1 code)", group="network", metavar="{0,1}")
+                         "TF1 code)", type=_SWITCH, group="network", metavar="{0,1}")
     rotate_first_layer: bool = _arg(False, "quantize the first layer's filters w as R^T sign(R w), "
                                     "R a fixed Haar-random rotation from --seed", group="quantization")
     no_geometry_log: bool = _arg(False, "do not write geometry.csv (weight geometry per epoch)",
                                  group="run directory")
-    val_fraction: float = _arg(0.1, "fraction of the training files held out for validation",
-                               group="data")
+    val_fraction: float = _arg(0.1, "fraction of the training files held out for validation, "
+                               "in [0, 1)", type=_FRACTION, group="data")
     seed: int = _arg(0, "random seed in [0, 2**32) (initialisation, split, shuffling, dropout)",
-                     group="optimisation")
+                     type=cli.bounded_int(0, SEED_LIMIT - 1), group="optimisation")
     param_file: str = _arg(None, "start from these weights: a .keras file or a run directory",
-                           group="run directory")
+                           type=cli.path_arg, group="run directory")
     run_dir: str = _arg(None, "where checkpoints and logs go (default: runs/<data set>-<mode>)",
-                        group="run directory")
+                        type=cli.path_arg, group="run directory")
     data_dir: str = _arg(None, "where the data sets are (default: data/, or $BNN_DATA_DIR)",
-                         group="data")
+                         type=cli.path_arg, group="data")
     dtype_policy: str = _arg("float32", "float32, or mixed_bfloat16: layers compute in bfloat16, "
                              "latent weights, batch norm and the loss stay float32",
                              choices=DTYPE_POLICIES, group="devices and speed")
     jit_compile: str = _arg("auto", "compile the train step with XLA: on, off, or auto (on, "
                             "but under tf.distribute)", choices=JIT_MODES, group="devices and speed")
     steps_per_execution: int = _arg(0, "training steps per call into the compiled function "
-                                    "(0: 1 on CPU, 32 on GPU/TPU)", group="devices and speed")
+                                    "(0: 1 on CPU, 32 on GPU/TPU)", type=cli.bounded_int(0),
+                                    group="devices and speed")
     distribute: bool = _arg(False, "train data-parallel on all visible GPUs (or CPU devices)",
                             group="devices and speed")
 
@@ -153,6 +167,7 @@ class RunConfig:
             self.data_set = canonical_data_set(self.data_set)
         except ValueError as e:
             raise BnnError(str(e)) from None
+        self._check_values()
         if self.epochs is None:
             self.epochs = DEBUG_EPOCHS if self.debug else 500
         if levels_problem(self.levels):
@@ -164,33 +179,10 @@ class RunConfig:
         for name in ("threshold_weights", "threshold_activations"):
             if getattr(self, name) is None:
                 setattr(self, name, self.threshold)
-        if not 0.0 <= self.bn_momentum < 1.0 or self.bn_epsilon <= 0:
-            raise BnnError(f"need 0 <= --bn_momentum < 1 and --bn_epsilon > 0, got "
-                           f"{self.bn_momentum} and {self.bn_epsilon}")
-        if self.bn_scale not in (0, 1):
-            raise BnnError(f"--bn_scale must be 1 or 0, got {self.bn_scale}")
         if self.loss_mode not in LOSS_MODES:
             raise BnnError(f"--loss_mode must be one of {', '.join(LOSS_MODES)}, got {self.loss_mode!r}")
-        for name in ("batch_size", "epochs", "filter_size", "ckpt_n"):
-            if getattr(self, name) < 1:
-                raise BnnError(f"--{name} must be a positive integer, got {getattr(self, name)}")
-        if self.keep_ckpts < 0:
-            raise BnnError(f"--keep_ckpts must be 0 (keep all) or more, got {self.keep_ckpts}")
-        if any(n < 1 for n in self.conv + self.fc):
-            raise BnnError(f"layer sizes must be positive: --conv {self.conv} --fc {self.fc}")
-        for name in ("lr_start", "lr_end"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise BnnError(f"--{name} must be a finite number > 0, got {value}")
         if not self.lr_end <= self.lr_start:
             raise BnnError(f"need 0 < --lr_end <= --lr_start, got {self.lr_end} and {self.lr_start}")
-        if not 0 <= self.seed < SEED_LIMIT:
-            raise BnnError(f"--seed must be an integer in [0, 2**32), got {self.seed}")
-        for name in ("dropout_in", "dropout_hidden"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise BnnError(f"--{name} must lie in [0, 1), got {getattr(self, name)}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise BnnError(f"--val_fraction must lie in [0, 1), got {self.val_fraction}")
         if self.max_pool is None:
             self.max_pool = [int(i % 2 == 1) for i in range(self.n_conv)]
         if len(self.max_pool) != self.n_conv:
@@ -209,6 +201,28 @@ class RunConfig:
         if self.steps_per_execution < 0:
             raise BnnError(f"--steps_per_execution must be 0 (auto) or more, got {self.steps_per_execution}")
         return self
+
+    def _check_values(self):
+        """Hold every field to the type of its flag (`_POSITIVE`, `_FRACTION`, ...), as parsing does.
+
+        A config built in Python or read from a config.json is checked as a command line is: a
+        number must be finite and in its range, a path non-empty and not too long for the OS.
+        """
+        for f in dataclasses.fields(self):
+            value, check = getattr(self, f.name), f.metadata.get("type")
+            if value is None:
+                if f.default is None:  # optional: a default is filled in below
+                    continue
+                raise BnnError(f"--{f.name} has no value (null): give one")
+            if check is None:
+                continue
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, bool) or not isinstance(item, (int, float, str)):
+                    raise BnnError(f"--{f.name} has a value of the wrong kind: {item!r}")
+                try:
+                    check(item if isinstance(item, str) else repr(item))
+                except argparse.ArgumentTypeError as e:
+                    raise BnnError(f"--{f.name}: {e}") from None
 
     def _per_layer(self, name, n):
         values = getattr(self, name)
@@ -266,20 +280,13 @@ def _check_switches(name, values):
     return [int(v) for v in values]
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage mistakes in one line (argparse prints the whole usage block by default)."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
-
-
-def build_parser(description=None):
+def build_parser(description=None, prog="run_bnn.py"):
     """An ``argparse`` parser with one flag per :class:`RunConfig` field, in --help sections.
 
     A field's metadata gives its ``help`` text, its section (``group``, one of
     :data:`HELP_GROUPS`; fields without one are listed last) and any ``argparse`` keywords.
     """
-    parser = _Parser(description=description, usage="%(prog)s [options]")
+    parser = cli.Parser(prog, description, usage="%(prog)s [options]")
     sections = {name: parser.add_argument_group(name) for name in HELP_GROUPS}
     for f in dataclasses.fields(RunConfig):
         meta = dict(f.metadata)
@@ -314,3 +321,75 @@ def config_from_args(argv=None, description=None):
     """Parse command-line flags into a resolved :class:`RunConfig`."""
     args = build_parser(description).parse_args(argv)
     return RunConfig(**vars(args)).resolve()
+
+
+# Training keeps, per parameter, the float32 latent weight, its gradient and Adam's two moments.
+BYTES_PER_PARAMETER = 16
+
+
+def training_memory(config):
+    """A lower bound on the memory that training the network of ``config`` takes, from its shape alone.
+
+    Counts the parameters of :func:`bnn.model.build_model`'s network (kernels and batch norms;
+    convolutions keep their size, 'same' padding) at :data:`BYTES_PER_PARAMETER` bytes, plus one
+    batch of every layer's output, float32, forward and backward. Nothing is built.
+
+    Parameters
+    ----------
+    config : RunConfig
+        A resolved config.
+
+    Returns
+    -------
+    n_params : int
+    n_bytes : int
+    """
+    from data.load_data import IMAGE_SHAPES, NUM_CLASSES
+
+    height, width, channels = IMAGE_SHAPES[config.data_set]
+    bn = 3 + config.bn_scale  # moving mean and variance, shift, and scale where it learns one
+    first_d = config.filter_size ** 2 * channels if config.conv else height * width * channels
+    params = outputs = 0
+    for units, pool in zip(config.conv, config.max_pool):
+        params += config.filter_size ** 2 * channels * units + bn * units
+        if pool:
+            height, width = -(-height // 2), -(-width // 2)
+        outputs += height * width * units
+        channels = units
+    fan_in = height * width * channels
+    for units in config.fc + [NUM_CLASSES]:
+        params += fan_in * units + bn * units
+        outputs += units
+        fan_in = units
+    if config.rotate_first_layer:  # a d x d rotation, d the first layer's fan-in
+        params += first_d ** 2
+    return params, BYTES_PER_PARAMETER * params + 2 * 4 * config.batch_size * outputs
+
+
+def check_training_memory(config, available=None):
+    """Refuse, before anything is built, a network that cannot fit in this machine's memory.
+
+    Parameters
+    ----------
+    config : RunConfig
+        A resolved config.
+    available : int, optional
+        Bytes of memory (default: the machine's physical memory; no check where the OS does not
+        say).
+
+    Raises
+    ------
+    BnnError
+        One line with the network's size, the memory it needs and the memory there is.
+    """
+    if available is None:
+        try:
+            available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            return
+    params, needed = training_memory(config)
+    if needed > available:
+        raise BnnError(f"the network of --conv {' '.join(map(str, config.conv)) or '(none)'} --fc "
+                       f"{' '.join(map(str, config.fc)) or '(none)'} has {params:,} parameters and "
+                       f"needs at least {needed / 2**30:,.1f} GiB to train, but this machine has "
+                       f"{available / 2**30:,.1f} GiB: make the layers smaller")

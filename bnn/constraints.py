@@ -21,9 +21,3 @@ class Clip(keras.constraints.Constraint):
     def get_config(self):
         return {"bound": self.bound}
 
-
-# Keras may have been imported first by this module, before its names existed: bnn's layers
-# could not be registered then (see bnn/__init__.py), and can be now.
-import bnn  # noqa: E402
-
-bnn.register_if_pending()

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from bnn import losses  # noqa: F401  (registers the loss: checkpoints reload compiled)
 from bnn.constraints import Clip
 from bnn.geometry import haar_rotation
 from bnn.quantizers import check_quantizer_args, quantize, rotated_quantize

@@ -1,7 +1,7 @@
 """Export a trained binary or ternary network as bit-packed weights and integer thresholds.
 
-``python -m bnn.pack RUN_DIR`` writes ``RUN_DIR/packed.npz``, which :func:`bnn.packed.load_packed`
-runs. What the file holds, per weight layer (no optimizer state, no latent weights):
+``python -m bnn.pack --run_dir RUN_DIR`` writes ``RUN_DIR/packed.npz``, which
+:func:`bnn.packed.load_packed` runs. What the file holds, per weight layer (no optimizer state, no latent weights):
 
 * the quantized kernel at 1 bit per weight (binary) or 2 (ternary: a sign and a mask plane),
   packed along the input channels in 64-bit words (:mod:`bnn.bitpack`);
@@ -18,9 +18,14 @@ The thresholds are exact: they are found by evaluating the Keras model's own flo
 product can take, so the packed network's activations equal the Keras model's.
 """
 
-import argparse
+if __name__ == "__main__":  # parse before the imports below load TensorFlow: --help is instant
+    import sys
+
+    from bnn.commands import pack
+
+    sys.exit(pack())
+
 import json
-import sys
 from pathlib import Path
 
 import keras
@@ -28,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from bnn.bitpack import pack_bits, pack_conv_kernel
+from bnn.commands import PACKED
 from bnn.errors import BnnError
 from bnn.files import atomic_write
 from bnn.layers import QuantActivation, QuantConv2D, QuantDense
@@ -35,7 +41,6 @@ from bnn.model import companion
 from bnn.runs import load_run
 
 FORMAT, VERSION = "bnn-packed", 1
-PACKED = "packed.npz"
 META_KEY = "__meta__"
 _PASSIVE = (keras.layers.InputLayer, keras.layers.Flatten, keras.layers.Dropout)
 _KNOWN = (QuantDense, QuantConv2D, QuantActivation, keras.layers.BatchNormalization,
@@ -215,30 +220,14 @@ def pack_run(run_dir, which="best", out=None):
                        "weights to pack")
     meta, arrays = pack_model(model)
     meta["source"] = {"run_dir": str(run_dir), "which": which, "data_set": config.data_set}
-    return save_packed(meta, arrays, Path(out) if out else Path(run_dir) / PACKED)
-
-
-def _which(value):
-    return int(value) if value.isdigit() else value
+    out = Path(out) if out else Path(run_dir) / PACKED
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return save_packed(meta, arrays, out)
 
 
 def main(argv=None):
-    """Command line: ``python -m bnn.pack RUN_DIR [--which best|final|N] [--out PATH]``."""
-    parser = argparse.ArgumentParser(description="Export a trained binary or ternary network as "
-                                     "bit-packed weights and thresholds (RUN_DIR/packed.npz).")
-    parser.add_argument("run_dir", help="a run directory written by run_bnn.py")
-    parser.add_argument("--which", type=_which, default="best",
-                        help="'best', 'final' or a checkpoint epoch (default: best)")
-    parser.add_argument("--out", default=None, help=f"where to write (default: RUN_DIR/{PACKED})")
-    args = parser.parse_args(argv)
-    try:
-        path = pack_run(args.run_dir, args.which, args.out)
-    except BnnError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
-    return 0
+    """Command line: ``python -m bnn.pack --run_dir RUN_DIR [--which best|final|N] [--out PATH]``;
+    returns the exit status (``bnn.commands.pack``)."""
+    from bnn.commands import pack
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return pack(argv)

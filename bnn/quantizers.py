@@ -144,9 +144,3 @@ def rotated_quantize(w, rotation, levels=2, threshold=0.0):
 
     return straight_through(forward, cancel=False)(_as_tensor(w))
 
-
-# Keras may have been imported first by this module, before its names existed: bnn's layers
-# could not be registered then (see bnn/__init__.py), and can be now.
-import bnn  # noqa: E402
-
-bnn.register_if_pending()

@@ -1,7 +1,7 @@
 """The geometry report of a trained network: figures and per-layer numbers from its run directory.
 
-    python -m bnn.report runs/cifar-10-binary                   # figures/cifar-10-binary/
-    python -m bnn.report RUN_DIR --n_images 500 --out_dir figures/mine --skip_bn_experiment
+    python -m bnn.report --run_dir runs/cifar-10-binary       # figures/cifar-10-binary/
+    python -m bnn.report --run_dir RUN_DIR --n_images 500 --out_dir figures/mine --skip_bn_experiment
 
 ``gen_plots.ipynb`` calls the same functions, one figure per cell. Everything about the network
 (architecture, levels, threshold, data set) is read from the run directory. Each figure is written
@@ -12,14 +12,14 @@ activations), A^c the same before quantization, W^b (W^t for ternary) the quanti
 the continuous latent weights; see `bnn.network_geometry`.
 """
 
-if __name__ == "__main__":
-    import os
+if __name__ == "__main__":  # parse before the imports below load TensorFlow: --help is instant
+    import sys
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: hide its chatter
+    from bnn.commands import report
 
-import argparse
+    sys.exit(report())
+
 import dataclasses
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +29,10 @@ import numpy as np
 
 from bnn import network_geometry as ng
 from bnn import plotting, runs, theory
+from bnn.commands import DEFAULT_BN_IMAGES, DEFAULT_N_IMAGES, default_out_dir
 from bnn.errors import BnnError
 from bnn.geometry_log import COLUMNS as TRAINING_COLUMNS, FILE as TRAINING_GEOMETRY, read_geometry_log
 
-DEFAULT_N_IMAGES = 500
-DEFAULT_BN_IMAGES = 1000
 NUMBERS_FILE = "geometry.json"
 #: File names (without suffix) of the figures, in the order the report makes them.
 FIGURES = {
@@ -101,11 +100,6 @@ class Report:
     def path(self, figure):
         """Where a figure of `FIGURES` is saved (without suffix: PDF and PNG are written)."""
         return self.out_dir / FIGURES[figure]
-
-
-def default_out_dir(run_dir):
-    """``<repo>/figures/<run directory name>``."""
-    return runs.REPO_ROOT / "figures" / Path(run_dir).resolve().name
 
 
 def open_run(run_dir, n_images=DEFAULT_N_IMAGES, which="best", out_dir=None, data_dir=None, print_fn=print):
@@ -532,39 +526,9 @@ def make_report(run_dir, n_images=DEFAULT_N_IMAGES, out_dir=None, which="best", 
     return numbers(report)
 
 
-def _which(value):
-    return int(value) if value.isdigit() else value
-
-
 def main(argv=None):
-    """Command line: ``python -m bnn.report RUN_DIR [...]``; exit status 2 with ``error: ...`` on bad input."""
-    parser = argparse.ArgumentParser(description="The geometry report of a trained binary or ternary network.")
-    parser.add_argument("run_dir", help="a run directory written by run_bnn.py")
-    parser.add_argument("--n_images", type=int, default=DEFAULT_N_IMAGES,
-                        help=f"test images to use (default: {DEFAULT_N_IMAGES})")
-    parser.add_argument("--out_dir", default=None, help="where figures go (default: figures/<run name>)")
-    parser.add_argument("--which", type=_which, default="best",
-                        help="'best', 'final' or a checkpoint epoch (default: best)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the sampling and permutation (default: 0)")
-    parser.add_argument("--skip_bn_experiment", action="store_true",
-                        help="skip the binarization-pattern experiment (the slow part)")
-    parser.add_argument("--bn_images", type=int, default=DEFAULT_BN_IMAGES,
-                        help=f"training images for the batch-norm statistics (default: {DEFAULT_BN_IMAGES})")
-    parser.add_argument("--rotation_max_d", type=int, default=ng.ROTATION_MAX_D,
-                        help="largest d given a Haar rotation R^T sign(R W); the first layer always is "
-                             f"(default: {ng.ROTATION_MAX_D}; a rotation costs O(d^3))")
-    parser.add_argument("--data_dir", default=None, help="read the data set from here instead of the run's data_dir")
-    args = parser.parse_args(argv)
-    plt.switch_backend("agg")
-    try:
-        make_report(args.run_dir, args.n_images, out_dir=args.out_dir, which=args.which, seed=args.seed,
-                    bn_experiment=not args.skip_bn_experiment, bn_images=args.bn_images, data_dir=args.data_dir,
-                    rotation_max_d=args.rotation_max_d)
-    except BnnError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    """Command line: ``python -m bnn.report --run_dir RUN_DIR [...]``; returns the exit status
+    (``bnn.commands.report``; 2 with ``error: ...`` on bad input)."""
+    from bnn.commands import report
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return report(argv)

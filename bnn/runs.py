@@ -225,6 +225,11 @@ def load_model_file(path):
     except (OSError, ValueError, KeyError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BnnError(f"could not load model {path}: {reason}") from e
+    except TypeError as e:  # an object Keras cannot rebuild: its message runs to dozens of lines
+        unknown = re.search(r"Could not locate (?:class|function) '([^']+)'", str(e))
+        what = f"it uses {unknown.group(1)!r}, which neither bnn nor Keras defines" if unknown else \
+            " ".join(str(e).split())[:200]
+        raise BnnError(f"could not load model {path}: {what}: give a .keras file written by bnn") from e
 
 
 def resolve_model_path(run_dir, which="best"):

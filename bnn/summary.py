@@ -1,7 +1,7 @@
 """How small and how cheap a network is: weights by bit width, their memory, MACs by precision.
 
-``bnn.summary(model)`` (this module is callable) or ``python -m bnn.summary RUN_DIR`` prints, per
-layer, the precision of its input, its output shape, its weights at 1 bit (binary), 2 bits
+``bnn.summary(model)`` (this module is callable) or ``python -m bnn.summary --run_dir RUN_DIR``
+prints, per layer, the precision of its input, its output shape, its weights at 1 bit (binary), 2 bits
 (ternary) and 32 bits (float: batch norm, and kernels that are not quantized), their memory, and
 its multiply-accumulates by precision; then the packed and float32 sizes, the compression ratio
 and the share of MACs that are binary or ternary. The table follows ``larq.models.summary``.
@@ -11,14 +11,19 @@ are binary, ternary if both are at most ternary, else 32-bit (the first layer, w
 the float image, and any layer on the float path).
 """
 
-import argparse
+if __name__ == "__main__":  # parse before the imports below load TensorFlow: --help is instant
+    import sys
+
+    from bnn.commands import summary
+
+    sys.exit(summary())
+
 import sys
 import types
 
 import keras
 import numpy as np
 
-from bnn.errors import BnnError
 from bnn.layers import QuantActivation, QuantConv2D, QuantDense
 
 BITS = (1, 2, 32)
@@ -136,26 +141,12 @@ def summary(model, print_fn=print):
     return {"layers": rows, "totals": tot}
 
 
-def _which(value):
-    return int(value) if value.isdigit() else value
-
-
 def main(argv=None):
-    """Command line: ``python -m bnn.summary RUN_DIR [--which best|final|N]``."""
-    from bnn.runs import load_run
+    """Command line: ``python -m bnn.summary --run_dir RUN_DIR [--which best|final|N]``; returns the
+    exit status (``bnn.commands.summary``)."""
+    from bnn.commands import summary as command
 
-    parser = argparse.ArgumentParser(description="Weights by bit width, memory and MACs of a trained network.")
-    parser.add_argument("run_dir", help="a run directory written by run_bnn.py")
-    parser.add_argument("--which", type=_which, default="best",
-                        help="'best', 'final' or a checkpoint epoch (default: best)")
-    args = parser.parse_args(argv)
-    try:
-        _, model = load_run(args.run_dir, args.which)
-    except BnnError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    summary(model)
-    return 0
+    return command(argv)
 
 
 class _CallableModule(types.ModuleType):
@@ -167,6 +158,3 @@ class _CallableModule(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _CallableModule
-
-if __name__ == "__main__":
-    sys.exit(main())

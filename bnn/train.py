@@ -365,6 +365,19 @@ def _resume(config, run_dir, model, print_fn):
     return model, initial_epoch
 
 
+class _EpochProgbar(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar without its "Epoch i/n" header.
+
+    `_fit` calls ``fit`` once per epoch, so Keras would number epoch 2 of 3 "Epoch 2/2" and print
+    nothing for epoch 1; the `EpochSummary` line ("epoch 2/3 ...") numbers every epoch instead.
+    Keras prints the header only when ``fit`` runs more than one epoch.
+    """
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.epochs = 1
+
+
 def _fit(config, run_dir, model, data, initial_epoch, verbose, print_fn):
     """Train epochs ``initial_epoch..epochs-1``, one ``fit`` call per epoch.
 
@@ -385,7 +398,7 @@ def _fit(config, run_dir, model, data, initial_epoch, verbose, print_fn):
     if not config.no_geometry_log:
         callbacks.append(GeometryLog(run_dir, initial_epoch, tensorboard_dir=run_dir / runs.TB_DIR))
     if verbose:  # the progress bar finishes its line before the epoch summary is printed
-        callbacks.append(keras.callbacks.ProgbarLogger())
+        callbacks.append(_EpochProgbar())
     callbacks.append(EpochSummary(config.epochs, print_fn))
     has_val = len(data.x_val) > 0
     print_fn(f"training {model.name} on {len(data.x_train)} {config.data_set} images "

@@ -216,11 +216,11 @@ def test_full_disk_mid_run_exits_1_and_keeps_the_previous_checkpoint(
     assert [e for e, _ in runs.checkpoints(run_dir)] == [1, 2, 3]
 
 
-def test_plain_keras_loads_our_checkpoints_after_import_bnn(uninterrupted):
-    """``import bnn`` stays light, yet registers every custom object once Keras is loaded."""
+def test_plain_keras_loads_our_checkpoints_after_import_bnn_layers(uninterrupted):
+    """``import bnn`` stays light; ``import bnn.layers`` registers every custom object with Keras."""
     code = ("import sys, bnn, bnn.geometry, bnn.theory\n"
             "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules\n"
-            "import keras\n"
+            "import keras, bnn.layers\n"
             "model = keras.saving.load_model(sys.argv[1])\n"
             "print(model.name, model.loss.__name__)")
     out = subprocess.run([sys.executable, "-c", code, str(uninterrupted[0] / runs.FINAL)],
@@ -232,8 +232,8 @@ def test_plain_keras_loads_our_checkpoints_after_import_bnn(uninterrupted):
 @pytest.mark.parametrize("first", ["quantizers", "constraints", "layers", "losses"])
 def test_any_bnn_module_may_be_the_first_to_load_keras(first):
     """Keras first loaded from inside a module that bnn.layers needs: no circular import, and
-    every custom object is registered once that module is done."""
-    code = (f"import bnn.{first}, keras\n"
+    every custom object is registered once bnn.layers is imported."""
+    code = (f"import bnn.{first}, bnn.layers, keras\n"
             "print(*(keras.saving.get_registered_object(f'bnn>{n}') is not None\n"
             "        for n in ('QuantDense', 'QuantConv2D', 'QuantActivation', 'Clip', 'squared_hinge')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,

@@ -86,8 +86,8 @@ def test_conv_ternary_and_continuous_runs(tiny_data_dir, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--data_set", "imagenet"], "unknown data set 'imagenet'"),
-    (["--levels", "4"], "--levels must be 2"),
-    (["--levels", "3", "--threshold", "1.5"], "--threshold must lie in [0, 1)"),
+    (["--levels", "4"], "argument --levels: expected an integer in [2, 3]"),
+    (["--levels", "3", "--threshold", "1.5"], "argument --threshold: expected a number < 1"),
     (["--conv", "8", "8", "--max_pool", "1"], "--max_pool needs one 0/1 per conv layer"),
     ([*MLP, "--param_file", "nowhere.keras"], "--param_file nowhere.keras does not exist"),
     ([*MLP, "--levels", "3", "--threshold", "0.5"], "all its weights ternarize to 0"),
