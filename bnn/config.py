@@ -344,7 +344,7 @@ def training_memory(config):
     n_params : int
     n_bytes : int
     """
-    from data.load_data import IMAGE_SHAPES, NUM_CLASSES
+    from data.layout import IMAGE_SHAPES, NUM_CLASSES
 
     height, width, channels = IMAGE_SHAPES[config.data_set]
     bn = 3 + config.bn_scale  # moving mean and variance, shift, and scale where it learns one

@@ -25,7 +25,7 @@ PROGRAMS = {
     "python -m bnn.report": ("module", "bnn.report"),
     "python -m bnn.pack": ("module", "bnn.pack"),
     "python -m bnn.summary": ("module", "bnn.summary"),
-    "data/download_data.py": ("path", "data/download_data.py"),
+    "download_data.py": ("path", "data/download_data.py"),
 }
 MLP = ["--data_set", "MNIST", "--conv", "--fc", "8", "--epochs", "1"]
 _WRAPPER = """
@@ -86,7 +86,7 @@ def test_help_names_the_program_without_loading_tensorflow(prog):
     ("python -m bnn.report", [], "the following arguments are required: --run_dir"),
     ("python -m bnn.pack", ["--which", "final"], "the following arguments are required: --run_dir"),
     ("python -m bnn.summary", [], "the following arguments are required: --run_dir"),
-    ("data/download_data.py", [], "--data_set"),
+    ("download_data.py", [], "--data_set"),
 ])
 def test_a_missing_argument_is_one_line(prog, args, phrase):
     assert_one_line_error(*light(prog, *args)[::2], 2, phrase)
