@@ -1,33 +1,35 @@
-"""Accuracy on real data, through the real download path.
+"""Test accuracy, wall time and peak memory of the reference training runs.
 
-Serves a folder of real data files (default ``../shared/data``: MNIST and CIFAR-10 in their
-official formats) on 127.0.0.1, downloads them with ``data/download_data.py --mirror``, trains
-with ``run_bnn.py`` and prints test accuracy, wall time and peak memory of each run.
+Trains with ``run_bnn.py`` on the data it would use itself (``--data_dir``, else
+``$BNN_DATA_DIR``, else ``data/``) and prints each run's test accuracy, wall time and peak
+memory. With ``--mirror URL`` the data sets are first fetched through the real download path,
+``data/download_data.py --mirror URL`` into that data directory.
 
-    python benchmarks/bench_accuracy.py                       # every experiment below
-    python benchmarks/bench_accuracy.py --only mnist-binary mnist-float
+    python benchmarks/bench_accuracy.py                               # every experiment below
+    python benchmarks/bench_accuracy.py --data_dir ~/bnn_data --only mnist-binary mnist-float
     python benchmarks/bench_accuracy.py --only cifar-binary --cifar_epochs 5
+    python benchmarks/bench_accuracy.py --mirror http://127.0.0.1:8765 --allow_unverified \\
+        --data_dir /tmp/bnn_bench/data
 
-The shared MNIST training files are a subset (17,435 images) whose checksums differ from the
-published ones, hence ``--allow_unverified``.
+``--allow_unverified`` is passed on to the downloader, for a mirror that serves subsets of the
+official files (their checksums differ from the published ones).
 """
 
-import argparse
-import functools
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bnn.cli import Parser, bounded_int, finite_float, output_dir, path_arg, run  # noqa: E402
 
 # The MNIST recipe: a 3 x 2048 MLP, dropout 0.2 on the input and 0.3 after hidden layers, batch
-# 100, learning rate decayed from 3e-3 to 3e-5 over 80 epochs. (BinaryNet's 0.5 hidden dropout
-# with a decay to 3e-7 over 60 epochs underfitted: 96.9% test.)
+# 100, learning rate decayed from 3e-3 to 3e-5 over 80 epochs. BinaryNet's own (0.5 hidden
+# dropout, decayed to 3e-7 over 60 epochs) underfits the 17,435-image MNIST subset.
 MNIST_MLP = ["--data_set", "MNIST", "--conv", "--fc", "2048", "2048", "2048", "--dropout_in", "0.2",
              "--dropout_hidden", "0.3", "--batch_size", "100", "--lr_start", "0.003",
              "--val_fraction", "0.05"]
@@ -35,23 +37,10 @@ EXPERIMENTS = {
     "mnist-binary": lambda a: [*MNIST_MLP, "--epochs", str(a.mnist_epochs), "--lr_end", str(a.mnist_lr_end)],
     "mnist-float": lambda a: [*MNIST_MLP, "--epochs", str(a.mnist_epochs), "--lr_end", str(a.mnist_lr_end),
                               "--continuous"],
-    # the paper's CIFAR-10 network with every default of run_bnn.py, on the 5,085-image subset
+    # the paper's CIFAR-10 network with every default of run_bnn.py but the schedule's length
     "cifar-binary": lambda a: ["--data_set", "cifar-10", "--epochs", str(a.cifar_epochs), "--ckpt_n", "5",
                                "--lr_end", str(a.cifar_lr_end)],
 }
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        """Keep the benchmark output free of request lines."""
-
-
-def serve(folder):
-    """Serve ``folder`` on 127.0.0.1 in a daemon thread; return the base URL."""
-    handler = functools.partial(_QuietHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_address[1]}"
 
 
 def run_timed(cmd, log_path):
@@ -63,40 +52,52 @@ def run_timed(cmd, log_path):
     return os.waitstatus_to_exitcode(status), time.perf_counter() - start, usage.ru_maxrss / 1024
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--shared", default=str(REPO.parent / "shared" / "data"),
-                   help="folder with mnist/ and cifar10/ in the official formats")
-    p.add_argument("--work", default="/tmp/bnn_bench", help="data and run directories go here")
+def _failed(what, code, log_path):
+    """Exit with ``what``'s exit status and the last line of its log (its own one-line error)."""
+    lines = Path(log_path).read_text(errors="replace").strip().splitlines()
+    last = lines[-1].removeprefix("error: ") if lines else "no output"
+    print(f"error: {what} failed (exit {code}): {last} (log: {log_path})", file=sys.stderr)
+    return code
+
+
+def main(argv=None):
+    p = Parser("python benchmarks/bench_accuracy.py", __doc__.splitlines()[0])
+    p.add_argument("--data_dir", type=path_arg, default=None,
+                   help="where the data sets are, as for run_bnn.py (default: $BNN_DATA_DIR, else data/)")
+    p.add_argument("--mirror", default=None,
+                   help="first download the data sets from this base URL into the data directory")
+    p.add_argument("--allow_unverified", action="store_true",
+                   help="with --mirror: keep files whose MD5 differs from the published one")
+    p.add_argument("--out_dir", type=path_arg, default="/tmp/bnn_bench",
+                   help="run directories and logs go here")
     p.add_argument("--only", nargs="*", choices=sorted(EXPERIMENTS), default=sorted(EXPERIMENTS))
-    p.add_argument("--mnist_epochs", type=int, default=80)
-    p.add_argument("--mnist_lr_end", type=float, default=3e-5)
-    p.add_argument("--cifar_epochs", type=int, default=10)
-    p.add_argument("--cifar_lr_end", type=float, default=1e-5)
-    args = p.parse_args()
-    shared, work = Path(args.shared), Path(args.work)
-    if not shared.is_dir():
-        sys.exit(f"error: {shared} does not exist: give --shared FOLDER with mnist/ and cifar10/")
-    work.mkdir(parents=True, exist_ok=True)
-    mirror = serve(shared)
-    data_dir = work / "data"
-    for data_set in sorted({"MNIST" if e.startswith("mnist") else "cifar-10" for e in args.only}):
-        code, seconds, _ = run_timed([sys.executable, "data/download_data.py", "--data_set", data_set,
-                                      "--mirror", mirror, "--allow_unverified", "--data_dir", str(data_dir)],
-                                     work / f"download-{data_set}.log")
-        if code:
-            sys.exit(f"error: download of {data_set} failed, see {work}/download-{data_set}.log")
-        print(f"downloaded {data_set} from {mirror} in {seconds:.1f} s")
+    p.add_argument("--mnist_epochs", type=bounded_int(1), default=80)
+    p.add_argument("--mnist_lr_end", type=finite_float(0, low_open=True), default=3e-5)
+    p.add_argument("--cifar_epochs", type=bounded_int(1), default=10)
+    p.add_argument("--cifar_lr_end", type=finite_float(0, low_open=True), default=1e-5)
+    args = p.parse_args(argv)
+    out = output_dir(args.out_dir)
+    data_flag = ["--data_dir", args.data_dir] if args.data_dir else []
+
+    if args.mirror:
+        for data_set in sorted({"MNIST" if e.startswith("mnist") else "cifar-10" for e in args.only}):
+            log = out / f"download-{data_set}.log"
+            code, seconds, _ = run_timed([sys.executable, "data/download_data.py", "--data_set", data_set,
+                                          "--mirror", args.mirror, *data_flag,
+                                          *(["--allow_unverified"] if args.allow_unverified else [])], log)
+            if code:
+                return _failed(f"download of {data_set}", code, log)
+            print(f"downloaded {data_set} from {args.mirror} in {seconds:.1f} s", flush=True)
 
     rows = []
     for name in args.only:
-        run_dir = work / "runs" / name
+        run_dir, log = out / "runs" / name, out / f"{name}.log"
         flags = EXPERIMENTS[name](args)
-        cmd = [sys.executable, "run_bnn.py", *flags, "--data_dir", str(data_dir), "--run_dir", str(run_dir)]
-        print("running:", " ".join(["python", "run_bnn.py", *flags]), flush=True)
-        code, seconds, rss = run_timed(cmd, work / f"{name}.log")
+        print("running:", " ".join(["python", "run_bnn.py", *flags, *data_flag]), flush=True)
+        code, seconds, rss = run_timed([sys.executable, "run_bnn.py", *flags, *data_flag,
+                                        "--run_dir", str(run_dir)], log)
         if code:
-            sys.exit(f"error: {name} failed (exit {code}), see {work}/{name}.log")
+            return _failed(name, code, log)
         r = json.loads((run_dir / "results.json").read_text())
         rows.append((name, r["n_train"], r["n_test"], r["best_epoch"], r["best_test_accuracy"],
                      r["final_test_accuracy"], seconds, rss))
@@ -105,7 +106,8 @@ def main():
     for name, n_train, n_test, ep, best, final, sec, rss in rows:
         print(f"{name:14s} {n_train:6d} {n_test:6d} {ep:7d} {best:20.4f} {final:7.4f} "
               f"{sec / 60:6.1f} m {rss:6.0f} MiB")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

@@ -6,7 +6,7 @@ at the paper's batch (50) and at a batch that fills the GPU.
     python benchmarks/bench_gpu.py --variants binary binary/spe=1 binary/spe=128   # steps per execution
 
 Runs ``bench_train.bench`` (each variant in a worker process, rounds alternating) for every batch
-size, on the backend of ``--backend`` (default jax: the GPU machines have no TensorFlow). A batch
+size, on the backend of ``--backend`` (default jax, which needs no TensorFlow on the GPU). A batch
 size whose workers fail (out of memory) is reported and skipped. Prints images/s per variant and
 writes everything to ``--out`` as JSON.
 """

@@ -6,7 +6,7 @@ For one trained run this prints:
   weights alone, and packed.npz;
 * exactness on the test set (``bnn.packed.compare_with_keras``): integer dot products of every
   layer, activation flips at float ties, identical predicted classes;
-* end to end, batch 1 and batch 1,000: ``model.predict`` (what a user has today),
+* end to end, batch 1 and batch 1,000: ``model.predict`` (the Keras way),
   ``model.predict_on_batch`` and ``PackedNetwork.predict``, timed in interleaved rounds;
 * per layer: each hidden layer's packed XOR-popcount product against the float32 product of
   the same shape (``tf.matmul`` / ``tf.nn.conv2d`` on the unpacked kernel), both under XLA,
@@ -16,7 +16,7 @@ Every timing is over interleaved rounds (A B C A B C ...) so that a shared machi
 variants alike; it prints the median, best (min), and max seconds per call, and the per-round
 speed-up's median, min and max.
 
-    python benchmarks/bench_inference.py /work/bnn_shared/runs/mnist-mlp-binary-10ep --data_dir /work/bnn_shared/data
+    python benchmarks/bench_inference.py runs/MNIST-binary --data_dir ~/bnn_data
     python benchmarks/bench_inference.py RUN_DIR --rounds 9 --skip_check
 """
 
@@ -182,7 +182,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="a trained binary run directory (it is only read)")
     parser.add_argument("--which", default="best", help="'best', 'final' or a checkpoint epoch")
-    parser.add_argument("--data_dir", default=None, help="where the data sets are (default: the run's)")
+    parser.add_argument("--data_dir", default=None,
+                        help="where the data sets are (default: the run's --data_dir if it had one, "
+                             "else $BNN_DATA_DIR, else data/)")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--layer_batch", type=int, default=100, help="batch of the per-layer products")
     parser.add_argument("--skip_check", action="store_true", help="skip the exactness check on the test set")

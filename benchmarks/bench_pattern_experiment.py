@@ -2,7 +2,7 @@
 (`bnn.packed_layers`) against the float layers, alternately in one process, and whether the two give
 the same accuracies (they must: the packed dot products are the float ones exactly).
 
-    python benchmarks/bench_pattern_experiment.py --run_dir runs/cifar-10-binary --data_dir data --rounds 2
+    python benchmarks/bench_pattern_experiment.py --run_dir runs/cifar-10-binary --data_dir ~/bnn_data --rounds 2
 
 Prints one batch's time per packed layer (packed against float), each round's seconds per engine,
 then median, best (min) and max, and the accuracies of each pattern before and after re-estimating
@@ -72,7 +72,9 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run_dir", required=True, help="a run of a binary network")
-    parser.add_argument("--data_dir", default=None, help="data set folder (default: the run's own)")
+    parser.add_argument("--data_dir", default=None,
+                        help="where the data sets are (default: the run's --data_dir if it had one, "
+                             "else $BNN_DATA_DIR, else data/)")
     parser.add_argument("--n_images", type=int, default=gen.DEFAULT_N_IMAGES, help="test images")
     parser.add_argument("--bn_images", type=int, default=gen.DEFAULT_BN_IMAGES,
                         help="training images for the batch-norm statistics")

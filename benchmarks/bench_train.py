@@ -8,15 +8,17 @@ figure to quote for what binarization costs.
 
     python benchmarks/bench_train.py                                # conv and MLP, XLA on and off
     python benchmarks/bench_train.py --net mlp --rounds 9 --variants binary/xla float/xla
-    python benchmarks/bench_train.py --net conv --larq /work/larq-venv/bin/python
+    python benchmarks/bench_train.py --net conv --larq larq-venv/bin/python
     python benchmarks/bench_train.py --backend jax --variants binary float binary/bf16
     python benchmarks/bench_train.py --memory        # peak RSS of CIFAR-10 training, batch 50
 
 A variant is ``binary`` or ``float`` (``--continuous``) with options joined by ``/``: ``xla``,
 ``noxla`` or ``auto`` (``--jit_compile``; default ``auto``), ``bf16`` (``--dtype_policy
 mixed_bfloat16``), ``spe=N`` (``--steps_per_execution N``), ``malloc`` (TensorFlow's CPU tensors
-from ``malloc``, ``TF_CPU_ALLOCATOR_USE_BFC=false``, as before bnn chose its BFC allocator; see
-bnn/__init__.py); or ``larq/binary``, ``larq/float``:
+from ``malloc``, ``TF_CPU_ALLOCATOR_USE_BFC=false``, instead of the BFC allocator
+that ``import bnn`` selects; see bnn/__init__.py), ``glibc`` (``MALLOC_MMAP_MAX_=0
+MALLOC_TRIM_THRESHOLD_=1073741824``: glibc's heap keeps freed blocks, for JAX); or
+``larq/binary``, ``larq/float``:
 the same network in Larq 0.14, run by the Python given with ``--larq``
 (benchmarks/larq_reference.py). Random data of the right shapes: the cost of a step does not
 depend on the pixels.
@@ -47,7 +49,10 @@ NETS = {
 DEFAULT_STEPS = {"conv": 4, "mlp": 40}
 JIT = {"xla": "on", "noxla": "off", "auto": "auto"}
 # Options that set the worker's environment instead of a RunConfig field.
-ENV_OPTIONS = {"malloc": {"TF_CPU_ALLOCATOR_USE_BFC": "false"}}
+ENV_OPTIONS = {"malloc": {"TF_CPU_ALLOCATOR_USE_BFC": "false"},
+               # glibc keeps freed blocks in the heap instead of unmapping them (JAX has no
+               # caching CPU allocator of its own); read by glibc when the worker starts
+               "glibc": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "1073741824"}}
 
 
 def parse_variant(variant):

@@ -1,10 +1,10 @@
 """The paper's networks written with Larq 0.14 (tf-keras 2), as a speed reference for bench_train.py.
 
 Not part of bnn and never needed by it or by CI: run it with a Python that has Larq, e.g. a venv
-made with ``python -m venv /work/larq-venv && /work/larq-venv/bin/pip install
+made with ``python -m venv larq-venv && larq-venv/bin/pip install
 "tensorflow==2.17.*" "tf-keras==2.17.*" "numpy<2" "larq==0.14.*"``, then
 
-    python benchmarks/bench_train.py --net conv --larq /work/larq-venv/bin/python
+    python benchmarks/bench_train.py --net conv --larq larq-venv/bin/python
 
 Same architecture as ``bnn.model.build_model``: weights -> [2x2 max pool] -> batch norm
 (momentum 0.9, epsilon 1e-4) per layer, sign activations (Larq: the next layer's
