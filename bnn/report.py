@@ -30,6 +30,7 @@ import numpy as np
 from bnn import analysis_cache
 from bnn import network_geometry as ng
 from bnn import plotting, runs, theory
+from bnn.config import RunConfig
 from bnn.errors import BnnError
 from bnn.geometry_log import COLUMNS as TRAINING_COLUMNS, FILE as TRAINING_GEOMETRY, read_geometry_log
 
@@ -58,7 +59,9 @@ class Report:
     ----------
     run_dir : Path
     config : RunConfig
-    model : keras.Model
+    model_path : Path
+        The run's model file; `model` loads it on first use, so that a report read from the
+        analysis cache (`bnn.analysis_cache`) never loads the network.
     which : str or int
         Which model of the run: 'best', 'final' or a checkpoint epoch.
     data : Dataset
@@ -81,7 +84,7 @@ class Report:
 
     run_dir: Path
     config: object
-    model: object
+    model_path: Path
     which: object
     data: object
     x_test: np.ndarray
@@ -93,6 +96,14 @@ class Report:
     accuracy: float = None
     patterns: list = None
     seconds: dict = field(default_factory=dict)
+    _model: object = field(default=None, repr=False)
+
+    @property
+    def model(self):
+        """The trained network (keras.Model), loaded from ``model_path`` on first use."""
+        if self._model is None:
+            self._model = runs.load_model_file(self.model_path)
+        return self._model
 
     @property
     def q(self):
@@ -133,7 +144,8 @@ def open_run(run_dir, n_images=DEFAULT_N_IMAGES, which="best", out_dir=None, dat
     ------
     BnnError
         One sentence saying what to run: the run directory does not exist or has no model, the run
-        is a continuous (float) one, or its data set is not downloaded.
+        is a continuous (float) one, or its data set is not downloaded. (The model is loaded on
+        first use of ``Report.model``, which raises it if the file cannot be read.)
     """
     from bnn.train import load_dataset
 
@@ -143,7 +155,8 @@ def open_run(run_dir, n_images=DEFAULT_N_IMAGES, which="best", out_dir=None, dat
     if not run_dir.is_dir():
         raise BnnError(f"run directory {run_dir} does not exist: train a network into it first, "
                        f"e.g. python run_bnn.py --run_dir {run_dir}, or give the path of an existing run")
-    config, model = runs.load_run(run_dir, which)
+    model_path = runs.resolve_model_path(run_dir, which)
+    config = RunConfig.load(run_dir / runs.CONFIG)
     if config.continuous:
         raise BnnError(f"{run_dir} is a continuous (float) run, which has no quantized weights to "
                        "compare: give a binary or ternary run (python run_bnn.py without --continuous)")
@@ -164,7 +177,7 @@ def open_run(run_dir, n_images=DEFAULT_N_IMAGES, which="best", out_dir=None, dat
              f"{', '.join(config.layer_names())}"
              + (f", threshold {config.threshold:g}" if config.levels == 3 else "")
              + f"; {n} test images; output in {out_dir}")
-    return Report(run_dir=run_dir, config=config, model=model, which=which, data=data,
+    return Report(run_dir=run_dir, config=config, model_path=model_path, which=which, data=data,
                   x_test=data.x_test[:n], y_test=data.y_test[:n], n_requested=n_images, out_dir=out_dir)
 
 

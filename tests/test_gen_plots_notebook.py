@@ -302,7 +302,7 @@ def test_a_damaged_cache_file_is_ignored_with_one_line_and_rewritten(run_copy, d
     path.write_bytes(data[:len(data) // 2] if damage == "truncated" else b"not a cache file" * 100)
     lines.clear()
     again = analysed(run_copy, lines)
-    damaged = [line for line in lines if "damaged" in line]
+    damaged = [line for line in lines if "ignoring the damaged" in line]
     assert len(damaged) == 1 and str(path) in damaged[0] and damaged[0].endswith(": recomputing")
     assert "\n" not in damaged[0] and hits(lines) == 0
     assert again.summaries == first.summaries
