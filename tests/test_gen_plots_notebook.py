@@ -263,12 +263,14 @@ def hits(lines):
     return sum(CACHE_HIT in line for line in lines)
 
 
-def test_a_changed_parameter_or_model_recomputes(run_copy):
+def test_a_changed_parameter_or_model_recomputes(run_copy, monkeypatch):
     lines = []
     first = analysed(run_copy, lines)
     assert hits(lines) == 0
     lines.clear()
-    again = analysed(run_copy, lines)
+    with monkeypatch.context() as m:  # read from the cache, the network is never loaded
+        m.setattr(runs, "load_model_file", lambda path: pytest.fail(f"loaded {path}"))
+        again = analysed(run_copy, lines)
     assert hits(lines) == 1 and again.summaries == first.summaries and again.accuracy == first.accuracy
     for a, b in zip(again.layers, first.layers):
         np.testing.assert_array_equal(a.weights_quantized, b.weights_quantized)
