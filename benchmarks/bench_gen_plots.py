@@ -4,8 +4,9 @@ back, as when a figure is being adjusted. Target: the second run at most 20 s on
 
 The notebook is executed headless as a user would run it: a fresh ``python3`` kernel per run, so
 kernel start-up and all imports count. Each round deletes the run's ``analysis_cache/`` and runs the
-notebook twice; ``--rounds`` repeats that and prints median, best (min) and max of each, with the
-report's own step times (``seconds`` in geometry.json). ``--compare REPO`` runs another checkout's
+notebook once (the first run) and then ``--second_runs`` times more (the second run, which reads the
+cache); ``--rounds`` repeats that and prints median, best (min) and max of each, with the report's
+own step times (``seconds`` in geometry.json) and the kernel's CPU time. ``--compare REPO`` runs another checkout's
 notebook (e.g. ``git archive main | tar -x -C /tmp/main``) alternately with this one, round by
 round, so that both see the same load: on a shared machine, compare only interleaved numbers.
 
@@ -101,11 +102,13 @@ def main(argv=None):
     parser.add_argument("--fake_data", action="store_true", help="train the run on fake CIFAR-10 made here")
     parser.add_argument("--n_images", type=int, default=500, help="test images (default 500)")
     parser.add_argument("--rounds", type=int, default=1, help="first and second runs of the notebook (default 1)")
+    parser.add_argument("--second_runs", type=int, default=1, help="second runs per round (default 1)")
     parser.add_argument("--skip_bn_experiment", action="store_true", help="time the notebook without the experiment")
     parser.add_argument("--compare", default=None, help="another checkout whose notebook runs alternately")
     args = parser.parse_args(argv)
-    if args.rounds < 1:
-        parser.error(f"expected --rounds >= 1. Received: --rounds={args.rounds}")
+    for flag in ("rounds", "second_runs"):
+        if getattr(args, flag) < 1:
+            parser.error(f"expected --{flag} >= 1. Received: --{flag}={getattr(args, flag)}")
     if args.run_dir and args.fake_data:
         parser.error("--fake_data trains a run: give it without --run_dir")
     repos = {"this": REPO_ROOT, **({"compare": Path(args.compare)} if args.compare else {})}
@@ -123,7 +126,7 @@ def main(argv=None):
         for i in range(args.rounds):
             for name, repo in repos.items():
                 shutil.rmtree(run_dir / "analysis_cache", ignore_errors=True)
-                for run in ("first", "second"):
+                for run in ("first", *["second"] * args.second_runs):
                     wall, cpu, steps, hits = run_notebook(run_dir, args.n_images, args.skip_bn_experiment,
                                                           report_data, repo)
                     times[name, run].append(wall)
