@@ -92,7 +92,7 @@ def run_notebook(run_dir, n_images, skip_bn=False, data_dir=None, repo=REPO_ROOT
 
 def summary(times):
     return (f"median {statistics.median(times):.1f} s, best {min(times):.1f} s, max {max(times):.1f} s "
-            f"({len(times)} rounds)")
+            f"({len(times)} runs)")
 
 
 def main(argv=None):
