@@ -46,7 +46,7 @@ _META = "__meta__"  # the npz entry holding the JSON document
 
 
 def file_digest(path, chunk=1 << 22):
-    """SHA-256 of a file's bytes, hex (a few tenths of a second for the paper's CIFAR-10 model)."""
+    """SHA-256 of a file's bytes, hex."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):

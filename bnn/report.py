@@ -199,6 +199,8 @@ def analyse(report, n_points=200_000, batch_size=100, seed=0, rotation_max_d=ng.
 
     start = time.perf_counter()
 
+    # What compute() returns is what the cache stores: a change to its entries needs
+    # analysis_cache.FORMAT raised (report.py is not part of the cache's code digest).
     def compute():
         progress = keras.utils.Progbar(len(report.x_test), unit_name="image")
         layers, scores = ng.network_geometry(report.model, report.x_test, n_points=n_points, batch_size=batch_size,
