@@ -496,7 +496,8 @@ def _sample_positions(n_total, n_points, rng):
     return np.sort(rng.choice(n_total, size=n_points, replace=False))
 
 
-def network_geometry(model, x, n_points=200_000, batch_size=100, seed=0, rotation_max_d=ROTATION_MAX_D):
+def network_geometry(model, x, n_points=200_000, batch_size=100, seed=0, rotation_max_d=ROTATION_MAX_D,
+                     progress=None):
     """Run images through a trained network and sample every layer's dot products.
 
     The images go through in batches and only the sampled dot products are kept, so memory stays
@@ -518,6 +519,8 @@ def network_geometry(model, x, n_points=200_000, batch_size=100, seed=0, rotatio
     rotation_max_d : int
         Layers with d up to this (and binary weights) get a Haar rotation R and the dot products
         with R^T sign(R W^c) (`rotated_kernel`). The first layer always gets one.
+    progress : callable, optional
+        Called with the number of images done after each batch (e.g. `keras.utils.Progbar.update`).
 
     Returns
     -------
@@ -577,6 +580,8 @@ def network_geometry(model, x, n_points=200_000, batch_size=100, seed=0, rotatio
                 for key, (a_key, w_key) in pairs.items():
                     kept[i][key].append(dot_products(acts[a_key], weights[w_key], t.kind).reshape(-1)[sel])
         del acts, a_p  # free this batch's tensors before the next batch is computed
+        if progress is not None:
+            progress(stop)
     result = []
     for i, t in enumerate(tensors):
         count, total, squares = moments[i]

@@ -27,9 +27,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from bnn import analysis_cache
 from bnn import network_geometry as ng
 from bnn import plotting, runs, theory
 from bnn.commands import DEFAULT_BN_IMAGES, DEFAULT_N_IMAGES, default_out_dir
+from bnn.config import RunConfig
 from bnn.errors import BnnError
 from bnn.geometry_log import COLUMNS as TRAINING_COLUMNS, FILE as TRAINING_GEOMETRY, read_geometry_log
 
@@ -56,7 +58,9 @@ class Report:
     ----------
     run_dir : Path
     config : RunConfig
-    model : keras.Model
+    model_path : Path
+        The run's model file; `model` loads it on first use, so that a report read from the
+        analysis cache (`bnn.analysis_cache`) never loads the network.
     which : str or int
         Which model of the run: 'best', 'final' or a checkpoint epoch.
     data : Dataset
@@ -79,7 +83,7 @@ class Report:
 
     run_dir: Path
     config: object
-    model: object
+    model_path: Path
     which: object
     data: object
     x_test: np.ndarray
@@ -91,6 +95,14 @@ class Report:
     accuracy: float = None
     patterns: list = None
     seconds: dict = field(default_factory=dict)
+    _model: object = field(default=None, repr=False)
+
+    @property
+    def model(self):
+        """The trained network (keras.Model), loaded from ``model_path`` on first use."""
+        if self._model is None:
+            self._model = runs.load_model_file(self.model_path)
+        return self._model
 
     @property
     def q(self):
@@ -126,7 +138,8 @@ def open_run(run_dir, n_images=DEFAULT_N_IMAGES, which="best", out_dir=None, dat
     ------
     BnnError
         One sentence saying what to run: the run directory does not exist or has no model, the run
-        is a continuous (float) one, or its data set is not downloaded.
+        is a continuous (float) one, or its data set is not downloaded. (The model is loaded on
+        first use of ``Report.model``, which raises it if the file cannot be read.)
     """
     from bnn.train import load_dataset
 
@@ -136,7 +149,8 @@ def open_run(run_dir, n_images=DEFAULT_N_IMAGES, which="best", out_dir=None, dat
     if not run_dir.is_dir():
         raise BnnError(f"run directory {run_dir} does not exist: train a network into it first, "
                        f"e.g. python run_bnn.py --run_dir {run_dir}, or give the path of an existing run")
-    config, model = runs.load_run(run_dir, which)
+    model_path = runs.resolve_model_path(run_dir, which)
+    config = RunConfig.load(run_dir / runs.CONFIG)
     if config.continuous:
         raise BnnError(f"{run_dir} is a continuous (float) run, which has no quantized weights to "
                        "compare: give a binary or ternary run (python run_bnn.py without --continuous)")
@@ -157,32 +171,55 @@ def open_run(run_dir, n_images=DEFAULT_N_IMAGES, which="best", out_dir=None, dat
              f"{', '.join(config.layer_names())}"
              + (f", threshold {config.threshold:g}" if config.levels == 3 else "")
              + f"; {n} test images; output in {out_dir}")
-    return Report(run_dir=run_dir, config=config, model=model, which=which, data=data,
+    return Report(run_dir=run_dir, config=config, model_path=model_path, which=which, data=data,
                   x_test=data.x_test[:n], y_test=data.y_test[:n], n_requested=n_images, out_dir=out_dir)
 
 
-def analyse(report, n_points=200_000, batch_size=100, seed=0, rotation_max_d=ng.ROTATION_MAX_D, print_fn=print):
+def analyse(report, n_points=200_000, batch_size=100, seed=0, rotation_max_d=ng.ROTATION_MAX_D, cache=True,
+            print_fn=print):
     """Run the test images through the network: dot products, angles and test accuracy per layer.
 
     Fills ``report.layers``, ``report.summaries`` and ``report.accuracy``; see
-    `bnn.network_geometry.network_geometry` for ``n_points``, ``batch_size`` and ``seed``.
+    `bnn.network_geometry.network_geometry` for ``n_points``, ``batch_size`` and ``seed``. With
+    ``cache``, the result is read from the run directory if it was computed there before for the same
+    model, images and parameters, and stored there otherwise (`bnn.analysis_cache`).
 
     Returns
     -------
     float
         Test accuracy of the loaded network on ``report.x_test``.
     """
+    import keras
+
     start = time.perf_counter()
-    report.layers, scores = ng.network_geometry(report.model, report.x_test, n_points=n_points,
-                                                batch_size=batch_size, seed=seed, rotation_max_d=rotation_max_d)
-    report.summaries = {layer.name: ng.layer_summary(layer) for layer in report.layers}
-    report.accuracy = float(np.mean(scores.argmax(-1) == report.y_test))
+
+    # What compute() returns is what the cache stores: a change to its entries needs
+    # analysis_cache.FORMAT raised (report.py is not part of the cache's code digest).
+    def compute():
+        progress = keras.utils.Progbar(len(report.x_test), unit_name="image")
+        layers, scores = ng.network_geometry(report.model, report.x_test, n_points=n_points, batch_size=batch_size,
+                                             seed=seed, rotation_max_d=rotation_max_d, progress=progress.update)
+        return {"layers": layers, "summaries": {layer.name: ng.layer_summary(layer) for layer in layers},
+                "accuracy": float(np.mean(scores.argmax(-1) == report.y_test))}
+
+    result = _cached(report, "geometry", compute, cache, print_fn, (report.x_test, report.y_test),
+                     n_points=n_points, batch_size=batch_size, seed=seed, rotation_max_d=rotation_max_d)
+    report.layers, report.summaries, report.accuracy = result["layers"], result["summaries"], result["accuracy"]
     report.seconds["analyse"] = time.perf_counter() - start
     full = runs.read_json(report.run_dir / runs.RESULTS, {}).get(
         f"{report.which}_test_accuracy" if report.which in ("best", "final") else None)
     print_fn(f"test accuracy {report.accuracy:.4f} on {len(report.y_test)} test images"
              + (f" ({full:.4f} on all {report.config.data_set} test images in results.json)" if full else ""))
     return report.accuracy
+
+
+def _cached(report, step, compute, cache, print_fn, images, **params):
+    """``compute()`` through the run directory's `bnn.analysis_cache` (or directly, without ``cache``)."""
+    if not cache:
+        return compute()
+    key = analysis_cache.analysis_key(report.run_dir, report.which, images, **params)
+    path = analysis_cache.cache_path(report.run_dir, step, report.which)
+    return analysis_cache.cached(path, key, compute, print_fn)[0]
 
 
 def _titles(report, layers):
@@ -355,22 +392,27 @@ def figure_training_geometry(report):
     return plotting.plot_training_geometry(history, limit, init, save_path=report.path("training"))
 
 
-def binarization_patterns(report, n_train=DEFAULT_BN_IMAGES, batch_size=100, print_fn=print):
+def binarization_patterns(report, n_train=DEFAULT_BN_IMAGES, batch_size=100, cache=True, print_fn=print):
     """Experiment 8: test accuracy with one layer's weights continuous at a time (and all of them),
     before and after re-estimating the batch-norm statistics on ``n_train`` training images.
 
     Fills and returns ``report.patterns``; see `bnn.network_geometry.binarization_pattern_experiment`.
+    ``cache`` as in `analyse`.
     """
     if n_train < 1 or len(report.data.x_train) == 0:
         raise BnnError(f"the batch-norm experiment needs training images: got n_train={n_train} and "
                        f"{len(report.data.x_train)} in the {report.config.data_set} training set")
     start = time.perf_counter()
     x_train = report.data.x_train[:n_train]
-    print_fn(f"batch-norm statistics re-estimated on {len(x_train)} training images; "
-             f"accuracy on {len(report.y_test)} test images")
-    report.patterns = ng.binarization_pattern_experiment(
-        report.config, report.model, x_train, report.x_test, report.y_test, batch_size=batch_size,
-        print_fn=print_fn)
+
+    def compute():
+        print_fn(f"batch-norm statistics re-estimated on {len(x_train)} training images; "
+                 f"accuracy on {len(report.y_test)} test images")
+        return ng.binarization_pattern_experiment(report.config, report.model, x_train, report.x_test, report.y_test,
+                                                  batch_size=batch_size, print_fn=print_fn)
+
+    report.patterns = _cached(report, "patterns", compute, cache, print_fn, (x_train, report.x_test, report.y_test),
+                              batch_size=batch_size)
     report.seconds["binarization_patterns"] = time.perf_counter() - start
     return report.patterns
 
@@ -472,7 +514,7 @@ def write_numbers(report):
 
 def make_report(run_dir, n_images=DEFAULT_N_IMAGES, out_dir=None, which="best", seed=0, bn_experiment=True,
                 bn_images=DEFAULT_BN_IMAGES, data_dir=None, n_points=200_000, batch_size=100,
-                rotation_max_d=ng.ROTATION_MAX_D, print_fn=print):
+                rotation_max_d=ng.ROTATION_MAX_D, cache=True, print_fn=print):
     """Make every figure and the JSON of numbers for a run, as ``gen_plots.ipynb`` does.
 
     Parameters
@@ -493,6 +535,8 @@ def make_report(run_dir, n_images=DEFAULT_N_IMAGES, out_dir=None, which="best", 
         Read the data set from here instead of the run's ``data_dir``.
     n_points, batch_size, rotation_max_d : int
         See `bnn.network_geometry.network_geometry`.
+    cache : bool
+        Read and store the slow steps' results in the run directory (`bnn.analysis_cache`).
     print_fn : callable
 
     Returns
@@ -502,7 +546,7 @@ def make_report(run_dir, n_images=DEFAULT_N_IMAGES, out_dir=None, which="best", 
     """
     report = open_run(run_dir, n_images, which=which, out_dir=out_dir, data_dir=data_dir, print_fn=print_fn)
     analyse(report, n_points=n_points, batch_size=batch_size, seed=seed, rotation_max_d=rotation_max_d,
-            print_fn=print_fn)
+            cache=cache, print_fn=print_fn)
     print_fn(layer_table(report))
     print_fn(rotation_table(report))
     if report.config.levels == 3:
@@ -519,7 +563,7 @@ def make_report(run_dir, n_images=DEFAULT_N_IMAGES, out_dir=None, which="best", 
                  "no figure of the geometry through training")
     report.seconds["figures"] = time.perf_counter() - start
     if bn_experiment:
-        binarization_patterns(report, n_train=bn_images, batch_size=batch_size, print_fn=print_fn)
+        binarization_patterns(report, n_train=bn_images, batch_size=batch_size, cache=cache, print_fn=print_fn)
         plt.close(figure_binarization_patterns(report)[0])
     path = write_numbers(report)
     print_fn(f"figures and {path.name} written to {report.out_dir}")

@@ -1,7 +1,9 @@
 """Run gen_plots.ipynb headless on tiny binary and ternary runs made here, and check what it writes.
 
 The runs train for an epoch or two on the tiny data sets of ``fake_data.py`` (in the real file
-formats); the notebook reads everything else from the run directories.
+formats); the notebook reads everything else from the run directories. The binary run has the
+``geometry.csv`` training writes; the ternary one is trained with ``--no_geometry_log``, as a run
+without the file. A second run of the notebook reads the analysis cache (`bnn.analysis_cache`).
 """
 
 import json
@@ -16,10 +18,9 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 import run_bnn
-from bnn import report, runs, theory
+from bnn import analysis_cache, report, runs, theory
 from bnn.errors import BnnError
 from fake_data import write_cifar10, write_mnist
-from test_training_geometry import write_geometry_csv
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO_ROOT / "gen_plots.ipynb"
@@ -27,7 +28,7 @@ RUNS = {
     # binary: a small conv net on MNIST, so conv and dense layers are both covered
     "binary": ["--data_set", "MNIST", "--conv", "4", "8", "--fc", "16", "--epochs", "2"],
     "ternary": ["--data_set", "cifar-10", "--conv", "4", "8", "--fc", "16", "--epochs", "1",
-                "--levels", "3", "--threshold", "0.02"],
+                "--levels", "3", "--threshold", "0.02", "--no_geometry_log"],
 }
 N_TEST = {"binary": 50, "ternary": 20}  # test images of the tiny data sets
 
@@ -60,10 +61,9 @@ def run_dirs(data_dir, tmp_path_factory):
     for mode, argv in RUNS.items():
         assert run_bnn.main([*argv, "--batch_size", "20", "--data_dir", str(data_dir),
                              "--run_dir", str(root / mode)]) == 0
-    # The binary run gets a geometry.csv in the training callback's format if training wrote none; the
-    # ternary one is left as training made it (with none, it stands for a run made before the file).
-    if not (root / "binary" / report.TRAINING_GEOMETRY).exists():
-        write_geometry_csv(root / "binary", n_epochs=2)
+    # both branches of the notebook's training-geometry section are taken
+    assert (root / "binary" / report.TRAINING_GEOMETRY).is_file()
+    assert not (root / "ternary" / report.TRAINING_GEOMETRY).exists()
     return {mode: root / mode for mode in RUNS}
 
 
@@ -75,6 +75,7 @@ def executed(run_dirs, tmp_path_factory):
 
     def get(mode):
         if mode not in done:
+            shutil.rmtree(run_dirs[mode] / analysis_cache.CACHE_DIR, ignore_errors=True)  # a first run
             out_dir = tmp_path_factory.mktemp(f"figures-{mode}")
             nb = execute({"BNN_RUN_DIR": str(run_dirs[mode]), "BNN_OUT_DIR": str(out_dir), "BNN_N_IMAGES": "500"})
             done[mode] = json.loads((out_dir / report.NUMBERS_FILE).read_text()), out_dir, nb
@@ -163,7 +164,7 @@ def test_accuracy_and_binarization_patterns(executed, mode):
 def test_every_figure_is_written_as_pdf_and_png(executed, run_dirs, mode):
     _, out_dir, nb = executed(mode)
     figures = dict(report.FIGURES)
-    if not (run_dirs[mode] / report.TRAINING_GEOMETRY).exists():
+    if mode == "ternary":  # trained with --no_geometry_log
         del figures["training"]  # a run made before geometry.csv: that section prints a note instead
         assert "the run was made before training recorded it" in stdout(nb)
         assert not (out_dir / f"{report.FIGURES['training']}.png").exists()
@@ -216,3 +217,105 @@ def test_bad_input_says_what_to_run(run_dirs, tmp_path, capsys):
     assert err.startswith("error: ") and err.count("\n") == 1 and "python run_bnn.py" in err
     with pytest.raises(BnnError, match="n_images must be a positive integer"):
         report.open_run(run_dirs["binary"], n_images=0)
+
+
+# --------------------------------------------------------------------------------------------------
+# The analysis cache in the run directory
+# --------------------------------------------------------------------------------------------------
+
+CACHE_HIT = "read from the analysis cache"
+
+
+def test_second_run_reads_the_cache_and_gives_the_same_numbers(executed, run_dirs, tmp_path):
+    numbers, _, first = executed("binary")
+    out = stdout(first)
+    assert CACHE_HIT not in out
+    assert f"{N_TEST['binary']}/{N_TEST['binary']}" in out  # the progress bar of the first run's pass
+    assert "batch-norm statistics re-estimated" in out
+    cache = run_dirs["binary"] / analysis_cache.CACHE_DIR
+    assert sorted(p.name for p in cache.iterdir()) == ["geometry-best.npz", "patterns-best.npz"]
+    nb = execute({"BNN_RUN_DIR": str(run_dirs["binary"]), "BNN_OUT_DIR": str(tmp_path), "BNN_N_IMAGES": "500"})
+    out = stdout(nb)
+    assert out.count(CACHE_HIT) == 2  # the pass over the test images and the pattern experiment
+    assert "batch-norm statistics re-estimated" not in out
+    again = json.loads((tmp_path / report.NUMBERS_FILE).read_text())
+    for key in ("layers", "test_accuracy", "binarization_patterns"):
+        assert again[key] == numbers[key], key
+    assert all((tmp_path / f"{name}.png").is_file() for name in report.FIGURES.values())
+
+
+@pytest.fixture
+def run_copy(run_dirs, tmp_path):
+    """A copy of the binary run without its analysis cache."""
+    run = tmp_path / "run"
+    shutil.copytree(run_dirs["binary"], run, ignore=shutil.ignore_patterns(analysis_cache.CACHE_DIR))
+    return run
+
+
+def analysed(run, lines, **kwargs):
+    """`report.analyse` on ``run`` (its printed lines appended to ``lines``); the Report."""
+    r = report.open_run(run, 500, out_dir=run.parent / "out", print_fn=lines.append)
+    report.analyse(r, print_fn=lines.append, **kwargs)
+    return r
+
+
+def hits(lines):
+    return sum(CACHE_HIT in line for line in lines)
+
+
+def test_a_changed_parameter_or_model_recomputes(run_copy, monkeypatch):
+    lines = []
+    first = analysed(run_copy, lines)
+    assert hits(lines) == 0
+    lines.clear()
+    with monkeypatch.context() as m:  # read from the cache, the network is never loaded
+        m.setattr(runs, "load_model_file", lambda path: pytest.fail(f"loaded {path}"))
+        again = analysed(run_copy, lines)
+    assert hits(lines) == 1 and again.summaries == first.summaries and again.accuracy == first.accuracy
+    for a, b in zip(again.layers, first.layers):
+        np.testing.assert_array_equal(a.weights_quantized, b.weights_quantized)
+        assert a.weights_quantized.dtype == b.weights_quantized.dtype
+        assert all(np.array_equal(a.dots[k], b.dots[k]) for k in b.dots) and a.dots.keys() == b.dots.keys()
+    # another seed draws other dot products: recomputed, then cached under the new key
+    lines.clear()
+    other = analysed(run_copy, lines, seed=1)
+    assert hits(lines) == 0 and any("made for another seed: recomputing" in line for line in lines)
+    assert other.summaries["conv2"]["weights"]["r"] != first.summaries["conv2"]["weights"]["r"]
+    lines.clear()
+    analysed(run_copy, lines, seed=1)
+    assert hits(lines) == 1
+    # another model under the same name (e.g. a resumed run's new best.keras)
+    config, model = runs.load_run(run_copy)
+    rng = np.random.default_rng(0)
+    model.set_weights([w + rng.normal(0, 0.05, w.shape).astype(w.dtype) for w in model.get_weights()])
+    runs.atomic_save(model, runs.resolve_model_path(run_copy, "best"))
+    lines.clear()
+    changed = analysed(run_copy, lines, seed=1)
+    assert hits(lines) == 0 and any("made for another model: recomputing" in line for line in lines)
+    assert changed.summaries["conv1"]["weight_std"] != other.summaries["conv1"]["weight_std"]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_damaged_cache_file_is_ignored_with_one_line_and_rewritten(run_copy, damage):
+    lines = []
+    first = analysed(run_copy, lines)
+    path = analysis_cache.cache_path(run_copy, "geometry", "best")
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2] if damage == "truncated" else b"not a cache file" * 100)
+    lines.clear()
+    again = analysed(run_copy, lines)
+    damaged = [line for line in lines if "ignoring the damaged" in line]
+    assert len(damaged) == 1 and str(path) in damaged[0] and damaged[0].endswith(": recomputing")
+    assert "\n" not in damaged[0] and hits(lines) == 0
+    assert again.summaries == first.summaries
+    lines.clear()
+    analysed(run_copy, lines)
+    assert hits(lines) == 1  # rewritten whole
+
+
+def test_command_line_report_reuses_the_cache(run_copy, tmp_path, capsys):
+    argv = [str(run_copy), "--out_dir", str(tmp_path / "out"), "--skip_bn_experiment"]
+    assert report.main(argv) == 0
+    assert CACHE_HIT not in capsys.readouterr().out
+    assert report.main(argv) == 0
+    assert capsys.readouterr().out.count(CACHE_HIT) == 1
