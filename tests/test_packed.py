@@ -13,9 +13,9 @@ from bnn.errors import BnnError
 from bnn.files import AtomicWriteError
 from bnn.pack import PACKED, integer_thresholds, main as pack_main, pack_model, save_packed
 from bnn.packed import PackedFileError, PackedNetwork, compare_with_keras, load_packed, validate
+from conftest import MLP
 from tiny_networks import images, tiny_network, write_run
 
-MLP = dict(data_set="MNIST", conv=[], fc=[100, 70])
 CONV = dict(data_set="cifar-10", conv=[64, 70], fc=[65], max_pool=[0, 1])
 
 

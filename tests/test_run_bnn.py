@@ -11,19 +11,14 @@ import keras
 import numpy as np
 import pytest
 
-import run_bnn
 from bnn import runs
 from bnn.config import RunConfig
 from bnn.layer_tensors import inspect_network
 from bnn.train import learning_rate
+from conftest import REPO, run
 from processes import kill_after_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
 MLP = ["--data_set", "MNIST", "--conv", "--fc", "32", "--batch_size", "20"]
-
-
-def run(argv, data_dir, run_dir):
-    return run_bnn.main([*argv, "--data_dir", str(data_dir), "--run_dir", str(run_dir)])
 
 
 def log_rows(run_dir):
