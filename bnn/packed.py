@@ -126,8 +126,9 @@ def _check_layer_meta(m, in_shape, in_levels, last, fail):
         dim, out = math.prod(in_shape), [units]
     field("dim", lambda v: type(v) is int and v == dim, f"{dim} (its filter's size)")
     if last:
-        if "act_levels" in m:
-            fail(f"layer {name}: the last layer has act_levels, but a packed network ends with its "
+        extra = sorted({"act_levels", "act_threshold"} & set(m))
+        if extra:
+            fail(f"layer {name}: the last layer has {extra[0]}, but a packed network ends with its "
                  "output layer")
     else:
         field("act_levels", lambda v: v in (2, 3) and type(v) is not bool,

@@ -126,7 +126,8 @@ def test_ctrl_c_during_a_checkpoint_write_leaves_no_temporary_file(data_dir, tmp
     (runs.LOG, b"epoch,accuracy\n0,0.5\n1,zz\n", "log.csv is damaged (line 3 is not a row of it)"),
     ("geometry.csv", RANDOM, "geometry.csv is damaged (not text)"),
     ("geometry.csv", b"epoch,layer\n", "geometry.csv is damaged (line 1 is not its header)"),
-])
+], ids=["config-random", "config-list", "config-cut", "log-random", "log-bad-row", "geometry-random",
+        "geometry-header"])
 def test_damaged_files_are_refused_before_anything_changes(finished, data_dir, tmp_path, capsys,
                                                            name, damage, message):
     run_dir = copy_run(finished, tmp_path, killed_after=2)

@@ -186,6 +186,8 @@ HOSTILE = {  # name: (network, change to (meta, arrays), what the one-line error
                          "input_shape [1000000, 1000000, 1]"),
     "levels-chain": (MLP, lambda meta, arrays: _layer(meta, "fc2").update(in_levels=3), "fc2: in_levels is 3"),
     "output-not-last": (MLP, lambda meta, arrays: meta["layers"].pop(), "fc2: the last layer has act_levels"),
+    "output-threshold": (MLP, lambda meta, arrays: _layer(meta, "out").update(act_threshold=10**12),
+                         "out: the last layer has act_threshold"),
     "dense-pool": (MLP, lambda meta, arrays: _layer(meta, "fc2").update(pool=True), "fc2: pool is True"),
     "mask-below-sign": (TERNARY, lambda meta, arrays: _set(arrays, "conv2.w_mask", np.zeros_like(arrays["conv2.w_mask"])),
                         "conv2.w_sign has a +1 where conv2.w_mask says the weight is 0"),
