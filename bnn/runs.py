@@ -456,9 +456,10 @@ def inspect_run(run_dir):
         if (run_dir / name).exists():
             _, rows, why = read_csv_log(run_dir / name, columns)
             # log.csv rows are written before their epoch's checkpoint, geometry.csv rows after
-            needed = plan.epoch - 1
-            if not why and rows and int(rows[-1][0]) < needed:
-                why = f"it ends at epoch {rows[-1][0]}, before the checkpoint of epoch {plan.epoch}"
+            last = int(rows[-1][0]) if rows else None
+            if not why and plan.epoch and (last is None or last < plan.epoch - 1):
+                why = (f"it ends at epoch {last}" if rows else "it has no rows") + (
+                    f", before the checkpoint of epoch {plan.epoch}")
             if why:
                 fatal.append(f"{name} is damaged ({why}): restore it from a copy, or delete it to "
                              "resume without the rows of the epochs done")

@@ -262,3 +262,11 @@ def test_reading_a_damaged_run_is_one_line(finished, tmp_path):
     replace(run_dir / runs.CONFIG, RANDOM)
     with pytest.raises(runs.DamagedRunError, match=r"config.json is damaged \(not text\)"):
         runs.load_run(run_dir)
+
+
+@pytest.mark.parametrize("name", [runs.LOG, "geometry.csv"])
+def test_a_log_cut_inside_its_header_is_refused(finished, data_dir, tmp_path, capsys, name):
+    run_dir = copy_run(finished, tmp_path, killed_after=2)
+    replace(run_dir / name, (run_dir / name).read_bytes()[:4])
+    assert run(ARGV, data_dir, run_dir) == 2
+    assert f"{name} is damaged (it has no rows, before the checkpoint of epoch 2)" in capsys.readouterr().err
