@@ -452,7 +452,12 @@ def inspect_run(run_dir):
                                 (BEST, model_why, plan.best_from[0])):
             if why:
                 plan.notes.append(f"{name} is {_state(why)}: rebuilt from {CKPT_DIR}/{twin.name}")
+    config = None if fatal else read_json(run_dir / CONFIG)
     for name, columns in ((LOG, None), (GEOMETRY_LOG, GEOMETRY_COLUMNS)):
+        expected = plan.epoch and config and not (name == GEOMETRY_LOG and config.get("no_geometry_log"))
+        if expected and not (run_dir / name).exists():
+            plan.notes.append(f"{name} is missing: the run goes on without the rows of its first "
+                              f"{plan.epoch} epochs")
         if (run_dir / name).exists():
             _, rows, why = read_csv_log(run_dir / name, columns)
             # log.csv rows are written before their epoch's checkpoint, geometry.csv rows after

@@ -270,3 +270,11 @@ def test_a_log_cut_inside_its_header_is_refused(finished, data_dir, tmp_path, ca
     replace(run_dir / name, (run_dir / name).read_bytes()[:4])
     assert run(ARGV, data_dir, run_dir) == 2
     assert f"{name} is damaged (it has no rows, before the checkpoint of epoch 2)" in capsys.readouterr().err
+
+
+def test_a_deleted_log_is_said_lost_in_one_line(finished, data_dir, tmp_path, capsys):
+    run_dir = copy_run(finished, tmp_path, killed_after=2)
+    (run_dir / runs.LOG).unlink()
+    assert run(ARGV, data_dir, run_dir) == 0
+    assert "log.csv is missing: the run goes on without the rows of its first 2 epochs" in capsys.readouterr().out
+    assert [line.split(",")[0] for line in (run_dir / runs.LOG).read_text().splitlines()] == ["epoch", "2", "3"]
