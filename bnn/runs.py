@@ -347,8 +347,9 @@ class ResumePlan:
     best_from : (Path, Path) or None
         The ``epoch-N.best.{keras,json}`` twins of ``checkpoint`` that best.keras and best.json
         are made again from (None: the run had no best model yet at ``checkpoint``).
-    keep_best : bool
-        Keep best.keras and best.json as they are (a run written before the twins existed).
+    twins_from_best : bool
+        The twins of ``checkpoint`` are damaged but best.* intact and no newer: rebuild the
+        twins from them.
     notes : list of str
         One line per damaged file that is rebuilt, saying how.
     """
@@ -356,7 +357,7 @@ class ResumePlan:
     checkpoint: tuple = None
     damaged_checkpoints: list = dataclasses.field(default_factory=list)
     best_from: tuple = None
-    keep_best: bool = False
+    twins_from_best: bool = False
     notes: list = dataclasses.field(default_factory=list)
 
     @property
@@ -421,29 +422,35 @@ def inspect_run(run_dir):
                          "a copy, or pass --run_dir NEW_DIR to start a new run")
     info, info_why, model_why = _best_state(run_dir)
     has_best = (info_why, model_why) != ("missing", "missing")
-    # Runs keep best-model twins with each checkpoint; without any, best.* can only be kept.
+    # Runs keep best-model twins with each checkpoint; a run written before they existed has none.
     uses_twins = any((run_dir / CKPT_DIR).glob("epoch-*.best.*"))
     for epoch, path in reversed(checkpoints(run_dir)):
         why = keras_file_damage(path)
         twins, twins_why = (None, None) if why else _twins_damage(run_dir, epoch)
+        if not why and (twins_why or twins is None) and info and not model_why and info["epoch"] <= epoch:
+            # No epoch after the checkpoint was a better one: best.* is what the twins held.
+            if twins_why or uses_twins:
+                lost = twins_why or f"epoch-{epoch:04d}.best.keras and .best.json are missing"
+                plan.notes.append(f"{CKPT_DIR}/{lost}: rebuilt from {BEST} and {BEST_INFO}")
+            plan.twins_from_best, twins_why = True, None
+            twins = best_snapshot_paths(run_dir, epoch)
         if why or twins_why:
             plan.damaged_checkpoints.append((epoch, path, f"{CKPT_DIR}/{path.name} is damaged ({why})"
                                              if why else f"{CKPT_DIR}/{twins_why}"))
             continue
         plan.checkpoint, plan.best_from = (epoch, path), twins
-        if twins is None and has_best and not uses_twins:
-            if info_why or model_why:
-                fatal.append(f"{BEST_INFO if info_why else BEST} is {_state(info_why or model_why)} "
-                             "and no checkpoint keeps a copy: restore it, or delete best.keras and "
-                             "best.json to resume (the best model is then chosen among the epochs "
-                             "still to run)")
-            plan.keep_best = bool(info) and info["epoch"] <= epoch
+        if twins is None and has_best and not uses_twins and (info_why or model_why):
+            fatal.append(f"{BEST_INFO if info_why else BEST} is {_state(info_why or model_why)} "
+                         "and no checkpoint keeps a copy: restore it, or delete best.keras and "
+                         "best.json to resume (the best model is then chosen among the epochs "
+                         "still to run)")
         break
     if plan.damaged_checkpoints:
         reasons = "; ".join(r for _, _, r in plan.damaged_checkpoints)
         if plan.checkpoint is None:
-            fatal.append(f"{reasons}: no intact checkpoint is left to resume from; pass "
-                         "--run_dir NEW_DIR to start a new run")
+            fatal.append(f"{reasons}: no checkpoint is left intact with its best-model copies to "
+                         "resume from; restore the files named, or pass --run_dir NEW_DIR to start "
+                         "a new run")
         else:
             plan.notes.append(f"{reasons}: resuming from the checkpoint of epoch {plan.epoch} "
                               "instead (the epochs after it run again)")
@@ -480,8 +487,10 @@ def rebuild_best(run_dir, plan):
     while log.csv rolls back, and block the same epoch from being saved as best again.
     """
     run_dir = Path(run_dir)
-    if plan.keep_best:
-        return
+    if plan.twins_from_best:
+        for name, twin in zip((BEST, BEST_INFO), best_snapshot_paths(run_dir, plan.epoch)):
+            twin.unlink(missing_ok=True)  # a link onto a damaged file of its own would keep it
+            atomic_link(run_dir / name, twin)
     if plan.best_from is None:
         (run_dir / BEST).unlink(missing_ok=True)
         (run_dir / BEST_INFO).unlink(missing_ok=True)

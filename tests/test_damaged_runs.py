@@ -243,7 +243,7 @@ def test_no_intact_checkpoint_is_one_line(finished, data_dir, tmp_path, capsys):
     before = state(run_dir)
     assert run(ARGV, data_dir, run_dir) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "no intact checkpoint is left to resume from" in err
+    assert err.count("\n") == 1 and "no checkpoint is left intact with its best-model copies" in err
     assert "checkpoints/epoch-0001.keras is damaged" in err
     assert state(run_dir) == before
 
@@ -278,3 +278,22 @@ def test_a_deleted_log_is_said_lost_in_one_line(finished, data_dir, tmp_path, ca
     assert run(ARGV, data_dir, run_dir) == 0
     assert "log.csv is missing: the run goes on without the rows of its first 2 epochs" in capsys.readouterr().out
     assert [line.split(",")[0] for line in (run_dir / runs.LOG).read_text().splitlines()] == ["epoch", "2", "3"]
+
+
+@pytest.mark.parametrize("damage", ["deleted", "garbage"])
+def test_damaged_twins_of_the_newest_checkpoint_are_rebuilt_from_the_best_model(
+        finished, data_dir, tmp_path, capsys, damage):
+    run_dir = copy_run(finished, tmp_path, killed_after=2)
+    twin_model, twin_info = runs.best_snapshot_paths(run_dir, 2)
+    if damage == "deleted":
+        twin_model.unlink()
+        twin_info.unlink()
+    else:
+        replace(twin_info, RANDOM)
+    assert run(ARGV, data_dir, run_dir) == 0
+    out = capsys.readouterr().out
+    assert "checkpoints/epoch-0002.best" in out and "rebuilt from best.keras and best.json" in out
+    assert "resuming " + str(run_dir) + " after epoch 2" in out
+    assert same_results(run_dir, finished[1])
+    assert twin_info.samefile(run_dir / runs.BEST_INFO) or twin_info.read_bytes() == (
+        finished[0] / runs.BEST_INFO).read_bytes()
