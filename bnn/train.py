@@ -217,13 +217,6 @@ def _truncate_log(path, epochs_done, columns=None):
     atomic_write(path, write)
 
 
-def _roll_back_best(run_dir, epochs_done):
-    """Make best.keras / best.json what they were at the checkpoint of ``epochs_done``."""
-    plan = runs.inspect_run(run_dir)
-    assert plan.epoch == epochs_done, (plan.epoch, epochs_done)
-    runs.rebuild_best(run_dir, plan)
-
-
 def _roll_back_tensorboard(tb_dir, epochs_done, steps_done):
     """Drop TensorBoard events of epochs after the resumed checkpoint, so none shows twice.
 

@@ -98,7 +98,9 @@ def test_best_model_of_epochs_after_the_checkpoint_is_rolled_back(uninterrupted,
     shutil.copytree(uninterrupted[0], run_dir)
     kill_after(run_dir, 1)
     runs.atomic_write_json({"epoch": 3, "val_accuracy": 2.0}, run_dir / runs.BEST_INFO)
-    train._roll_back_best(run_dir, 1)
+    plan = runs.inspect_run(run_dir)
+    assert plan.epoch == 1
+    runs.rebuild_best(run_dir, plan)
     snapshot_model, snapshot_info = runs.best_snapshot_paths(run_dir, 1)
     assert strict_json(run_dir / runs.BEST_INFO) == strict_json(snapshot_info)
     assert strict_json(snapshot_info)["epoch"] == 1
