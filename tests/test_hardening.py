@@ -1,4 +1,4 @@
-"""Hardening (issue 9): a resumed run is the same run, failures are one line, nothing is lost."""
+"""Hardening: a resumed run is the same run, failures are one line, nothing is lost."""
 
 import errno
 import json
