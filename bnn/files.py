@@ -37,19 +37,41 @@ def atomic_write(path, write):
     Raises
     ------
     AtomicWriteError
-        If writing or renaming fails (``OSError``); the temporary file is removed first.
+        If writing or renaming fails (``OSError``); the temporary file is removed first. Any
+        other exception (a ``KeyboardInterrupt`` in the middle of the write) also removes the
+        temporary file, and propagates unchanged.
     """
     path = Path(path)
     tmp = partial_path(path)
     try:
         write(tmp)
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:
         try:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
-        raise AtomicWriteError(path, e) from e
+        if isinstance(e, OSError):
+            raise AtomicWriteError(path, e) from e
+        raise
+
+
+def is_partial(path):
+    """Whether ``path`` is named as a temporary file of :func:`atomic_write` (debris of a kill)."""
+    name = Path(path).name
+    return name.startswith(".") and ".partial" in name
+
+
+def remove_partials(folder):
+    """Delete every temporary file of :func:`atomic_write` under ``folder``; return their paths.
+
+    Only for a folder no other process is writing into (a locked run directory): a kill in the
+    middle of a write leaves them behind.
+    """
+    removed = [p for p in Path(folder).rglob(".*.partial*") if is_partial(p) and p.is_file()]
+    for p in removed:
+        p.unlink(missing_ok=True)
+    return removed
 
 
 def _finite_or_none(obj):
@@ -70,6 +92,11 @@ def atomic_write_json(obj, path):
 
 def atomic_link(source, path):
     """Make ``path`` the same file as ``source`` (a hard link, or a copy where links fail)."""
+    path = Path(path)
+    # rename() of a hard link onto another link of the same file does nothing and leaves the
+    # temporary name in place (POSIX), so a path that already is the source is left alone.
+    if path.exists() and os.path.samefile(source, path):
+        return
 
     def link(tmp):
         tmp.unlink(missing_ok=True)

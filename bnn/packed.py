@@ -14,18 +14,179 @@ Example
 """
 
 import json
+import math
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from bnn.bitpack import (binary_dot, border_correction, n_words, ternary_dot, tf_pack_bits, tf_patches,
-                         unpack_bits)
+from bnn.bitpack import (binary_dot, border_correction, n_words, pack_bits, ternary_dot, tf_pack_bits,
+                         tf_patches, unpack_bits)
 from bnn.errors import BnnError
 from bnn.pack import FORMAT, META_KEY, VERSION
 
 _REPACK = "write it again with python -m bnn.pack RUN_DIR"
+# Far above any network of the paper (CIFAR-10: 32x32 maps, 1024 units), far below what would
+# exhaust memory at load (a binary convolution's border correction is side x side x units).
+MAX_SIDE, MAX_UNITS, MAX_VALUES = 4096, 1 << 20, 1 << 28
+
+
+class PackedFileError(BnnError):
+    """A packed network that does not follow its own format; the message names the field or array."""
+
+
+def _is_int(v, low, high):
+    return type(v) is int and low <= v <= high
+
+
+def validate(meta, arrays, source="packed network"):
+    """Check a packed network against the format :func:`bnn.pack.pack_model` writes, whole.
+
+    Every field of ``meta`` and every array is checked before anything is built: types, dtypes
+    and shapes, each layer's input shape against the previous layer's output, the precision
+    chain (a hidden layer's weights have its input's levels), padding bits of packed words at 0,
+    thresholds within the reachable dot products, float values finite, sizes bounded.
+
+    Parameters
+    ----------
+    meta : dict
+        The file's ``__meta__``.
+    arrays : dict of str -> ndarray
+    source : str
+        What to name in the message (the file's path).
+
+    Raises
+    ------
+    PackedFileError
+        One line naming the first malformed field or array, and what to run.
+    """
+    def fail(what):
+        raise PackedFileError(f"{source} is malformed: {what}; {_REPACK}")
+
+    if not isinstance(meta, dict):
+        fail(f"its {META_KEY} is a JSON {type(meta).__name__}, not an object")
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise PackedFileError(f"{source} is {meta.get('format')!r} version {meta.get('version')!r}, but "
+                              f"this bnn reads {FORMAT!r} version {VERSION}: {_REPACK}")
+    shape = meta.get("input_shape")
+    if not (isinstance(shape, list) and 1 <= len(shape) <= 3
+            and all(_is_int(n, 1, MAX_SIDE) for n in shape)) or math.prod(shape) > MAX_VALUES:
+        fail(f"input_shape {shape!r} is not 1 to 3 sizes in [1, {MAX_SIDE}]")
+    layers = meta.get("layers")
+    if not isinstance(layers, list) or not layers:
+        fail(f"layers is {layers!r}: a packed network has at least its output layer")
+    used, names = set(), set()
+    in_shape, in_levels = list(shape), 0
+    for i, m in enumerate(layers):
+        if not isinstance(m, dict) or not isinstance(m.get("name"), str) or not m["name"].isidentifier():
+            fail(f"layers[{i}] is not an object with a name")
+        name = m["name"]
+        if name in names:
+            fail(f"layer name {name} appears twice")
+        names.add(name)
+        out_shape = _check_layer_meta(m, in_shape, in_levels, i == len(layers) - 1, fail)
+        used |= _check_layer_arrays(m, arrays, fail)
+        in_shape, in_levels = out_shape, m.get("act_levels")
+    extra = sorted(set(arrays) - used)
+    if extra:
+        fail(f"array {extra[0]} belongs to no layer")
+
+
+def _check_layer_meta(m, in_shape, in_levels, last, fail):
+    """Check one layer's fields against the previous layer's output; return its output shape."""
+    name = m["name"]
+
+    def field(key, ok, expected):
+        if not ok(m.get(key)):
+            fail(f"layer {name}: {key} is {m.get(key)!r}, expected {expected}")
+
+    field("kind", lambda v: v in ("dense", "conv"), "'dense' or 'conv'")
+    field("in_shape", lambda v: v == in_shape, f"{in_shape} (the previous layer's output)")
+    field("in_levels", lambda v: _is_int(v, 0, 3) and v == in_levels,
+          f"{in_levels} (the previous layer's activation levels)")
+    field("units", lambda v: _is_int(v, 1, MAX_UNITS), f"an integer in [1, {MAX_UNITS}]")
+    field("levels", lambda v: v in ((in_levels,) if in_levels else (None, 2, 3)) and type(v) is not bool,
+          f"{in_levels} (its input's levels)" if in_levels else "null, 2 or 3")
+    field("pool", lambda v: type(v) is bool and (not v or m["kind"] == "conv"),
+          "true or false (true only for conv)")
+    units, conv = m["units"], m["kind"] == "conv"
+    if conv:
+        field("in_shape", lambda v: len(v) == 3, "(height, width, channels) for a conv layer")
+        field("kernel_size", lambda v: _is_int(v, 1, 2 * max(in_shape[:2]) + 1),
+              "a positive integer at most twice the map's side")
+        dim = m["kernel_size"] ** 2 * in_shape[-1]
+        out = [in_shape[0], in_shape[1], units]
+        if math.prod(out) > MAX_VALUES:
+            fail(f"layer {name}: its output of {out} values is beyond {MAX_VALUES}")
+        if m["pool"]:
+            out = [(in_shape[0] + 1) // 2, (in_shape[1] + 1) // 2, units]
+    else:
+        field("kernel_size", lambda v: v is None, "null for a dense layer")
+        dim, out = math.prod(in_shape), [units]
+    field("dim", lambda v: type(v) is int and v == dim, f"{dim} (its filter's size)")
+    if last:
+        extra = sorted({"act_levels", "act_threshold"} & set(m))
+        if extra:
+            fail(f"layer {name}: the last layer has {extra[0]}, but a packed network ends with its "
+                 "output layer")
+    else:
+        field("act_levels", lambda v: v in (2, 3) and type(v) is not bool,
+              "2 or 3 (only the last layer has none)")
+        field("act_threshold", lambda v: type(v) in (int, float) and math.isfinite(v) and v >= 0,
+              "a finite number >= 0")
+    return out
+
+
+def _check_layer_arrays(m, arrays, fail):
+    """Check one layer's arrays (dtype, shape, values); return their keys."""
+    name, units, dim, in_shape = m["name"], m["units"], m["dim"], m["in_shape"]
+    used = set()
+
+    def array(key, dtype, shape):
+        full = f"{name}.{key}"
+        a = arrays.get(full)
+        if a is None:
+            fail(f"array {full} is missing")
+        if a.dtype != np.dtype(dtype) or a.shape != tuple(shape):
+            fail(f"array {full} is {a.dtype} of shape {a.shape}, expected {np.dtype(dtype)} of shape "
+                 f"{tuple(shape)}")
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            fail(f"array {full} holds values that are not finite")
+        used.add(full)
+        return a
+
+    if m["levels"] is None:
+        kernel = ((m["kernel_size"],) * 2 + (in_shape[-1],) if m["kind"] == "conv" else (dim,)) + (units,)
+        array("w_float", np.float32, kernel)
+    else:
+        if m["in_levels"] == 0:  # flat: one run of dim bits per unit
+            groups, bits = 1, dim
+        elif m["kind"] == "conv":  # per tap, along the channels
+            groups, bits = m["kernel_size"] ** 2, in_shape[-1]
+        else:  # per position of the flattened input, along the channels
+            groups, bits = math.prod(in_shape[:-1]), in_shape[-1]
+        padding = ~pack_bits(np.ones(bits, bool))  # the bits after the last value of each run
+        planes = []
+        for key in ("w_sign", "w_mask")[:m["levels"] - 1]:
+            a = array(key, np.uint64, (units, groups * n_words(bits)))
+            if (a.reshape(units, groups, -1) & padding).any():
+                fail(f"array {name}.{key} has padding bits set (beyond the {bits} values of a run)")
+            planes.append(a)
+        if len(planes) == 2 and (planes[0] & ~planes[1]).any():
+            fail(f"array {name}.w_sign has a +1 where {name}.w_mask says the weight is 0")
+    if m["in_levels"] == 0 or "act_levels" not in m:
+        array("scale", np.float32, (units,))
+        array("shift", np.float32, (units,))
+    else:
+        if not np.isin(array("sign", np.int8, (units,)), (-1, 1)).all():
+            fail(f"array {name}.sign holds values other than -1 and +1")
+        # A dot product of dim +-1 (or 0) values lies in [-dim, dim]; one past it means never.
+        for key in ("t_pos", "t_neg")[:m["act_levels"] - 1]:
+            t = array(key, np.int32, (units,))
+            if t.min() < -dim - 1 or t.max() > dim + 1:
+                fail(f"array {name}.{key} holds thresholds outside [-{dim + 1}, {dim + 1}]")
+    return used
 
 
 def load_packed(path):
@@ -38,7 +199,9 @@ def load_packed(path):
     Raises
     ------
     BnnError
-        If the file is missing, truncated, not a packed network, or from another format version.
+        If the file is missing, truncated, not a packed network, or from another format version;
+        :class:`PackedFileError`, naming the field or array, if any part of it does not follow
+        the format (:func:`validate`).
     """
     path = Path(path)
     if not path.is_file():
@@ -50,13 +213,7 @@ def load_packed(path):
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BnnError(f"{path} is not a readable packed network ({reason}); it may be truncated: {_REPACK}")
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise BnnError(f"{path} is {meta.get('format')!r} version {meta.get('version')!r}, but this bnn "
-                       f"reads {FORMAT!r} version {VERSION}: {_REPACK}")
-    try:
-        return PackedNetwork(meta, arrays)
-    except KeyError as e:
-        raise BnnError(f"{path} lacks the array {e}: {_REPACK}")
+    return PackedNetwork(meta, arrays, source=str(path))
 
 
 class _Layer:
@@ -162,7 +319,8 @@ class PackedNetwork:
     layer_names : list of str
     """
 
-    def __init__(self, meta, arrays):
+    def __init__(self, meta, arrays, source="packed network"):
+        validate(meta, arrays, source)
         self.meta = meta
         self.input_shape = tuple(meta["input_shape"])
         self.layers = [_Layer(m, arrays) for m in meta["layers"]]
@@ -181,17 +339,25 @@ class PackedNetwork:
                 return layer.scores(y), dots, acts
             h = layer.activate(y)
             acts.append(h)
-        raise AssertionError("a packed network ends with its output layer")
+        raise AssertionError("validate() admits only networks that end with their output layer")
 
     def _check(self, x):
-        x = np.asarray(x, dtype=np.float32)
+        try:
+            x = np.asarray(x, dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            raise BnnError(f"images must be an array of numbers: {e}") from None
         if x.shape[1:] != self.input_shape:
             raise BnnError(f"images of shape {x.shape[1:]} given, but this network takes {self.input_shape}")
         return x
 
     def predict(self, x, batch_size=1000):
-        """Output scores of images ``x``, shape (n, *input_shape) in [-1, 1] -> (n, 10) float32."""
+        """Output scores of images ``x``, shape (n, *input_shape) in [-1, 1] -> (n, classes) float32.
+
+        An empty batch (n = 0) gives an empty (0, classes) array.
+        """
         x = self._check(x)
+        if len(x) == 0:
+            return np.zeros((0, self.layers[-1].units), np.float32)
         return np.concatenate([self._scores(tf.constant(x[i:i + batch_size])).numpy()
                                for i in range(0, len(x), batch_size)])
 

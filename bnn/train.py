@@ -18,8 +18,9 @@ import numpy as np
 from bnn import accelerate, runs
 from bnn.config import DEBUG_SIZES
 from bnn.errors import BnnError, RunIOError, TrainingDiverged
-from bnn.files import atomic_write
-from bnn.geometry_log import FILE as GEOMETRY_LOG, TB_SUBDIR as GEOMETRY_TB_SUBDIR, GeometryLog
+from bnn.files import atomic_write, remove_partials
+from bnn.geometry_log import COLUMNS as GEOMETRY_COLUMNS, FILE as GEOMETRY_LOG, TB_SUBDIR as GEOMETRY_TB_SUBDIR
+from bnn.geometry_log import GeometryLog
 from bnn.losses import get_loss
 from bnn.model import build_model
 
@@ -201,37 +202,19 @@ class EpochSummary(keras.callbacks.Callback):
         self.print_fn("  ".join(parts))
 
 
-def _truncate_log(path, epochs_done):
-    """Drop log rows of epochs after the checkpoint we resume from (they will be run again)."""
+def _truncate_log(path, epochs_done, columns=None):
+    """Drop log rows of epochs after the checkpoint we resume from (they will be run again),
+    and a last row that a kill cut short (``runs.inspect_run`` has checked the rest)."""
     if not path.exists():
         return
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) < epochs_done]
+    header, rows, _ = runs.read_csv_log(path, columns)
+    kept = [header] + [r for r in rows if int(r[0]) < epochs_done] if header else []
 
     def write(tmp):
         with open(tmp, "w", newline="") as f:
             csv.writer(f).writerows(kept)
 
     atomic_write(path, write)
-
-
-def _roll_back_best(run_dir, epochs_done):
-    """Make best.keras / best.json what they were at the checkpoint of ``epochs_done``.
-
-    Epochs after that checkpoint are run again; a best model from one of them would otherwise
-    survive while log.csv rolls back, and block the same epoch from being saved as best again.
-    """
-    best = runs.read_json(run_dir / runs.BEST_INFO)
-    if best is None or best["epoch"] <= epochs_done:
-        return
-    snapshots = runs.best_snapshot_paths(run_dir, epochs_done)
-    if all(p.exists() for p in snapshots):
-        for name, snapshot in zip((runs.BEST, runs.BEST_INFO), snapshots):
-            runs.atomic_link(snapshot, run_dir / name)
-    else:  # no epoch up to the checkpoint was a best one
-        (run_dir / runs.BEST).unlink(missing_ok=True)
-        (run_dir / runs.BEST_INFO).unlink(missing_ok=True)
 
 
 def _roll_back_tensorboard(tb_dir, epochs_done, steps_done):
@@ -342,23 +325,33 @@ def _train_and_evaluate(config, verbose, print_fn):
 
 
 def _resume(config, run_dir, model, print_fn):
-    """``(model, epochs done)``: the newest checkpoint, with the run directory rolled back to it."""
-    saved = runs.checkpoints(run_dir)
-    initial_epoch = saved[-1][0] if saved else 0
+    """``(model, epochs done)``: the newest intact checkpoint, with the run directory rolled back
+    to it (and what was damaged rebuilt from it, one line each)."""
+    plan = runs.inspect_run(run_dir)
+    remove_partials(run_dir)  # temporary files of writes a kill cut short
+    for note in plan.notes:
+        print_fn(note)
+    runs.drop_damaged_checkpoints(run_dir, plan)
+    initial_epoch = plan.epoch
     _truncate_log(run_dir / runs.LOG, initial_epoch)
     # geometry.csv counts epochs from 0 = initialization: keep rows up to the checkpoint's epoch
     # (none on a fresh start, which writes its epoch 0 again).
-    _truncate_log(run_dir / GEOMETRY_LOG, initial_epoch + 1 if initial_epoch else 0)
-    if not saved:
+    _truncate_log(run_dir / GEOMETRY_LOG, initial_epoch + 1 if initial_epoch else 0, GEOMETRY_COLUMNS)
+    runs.rebuild_best(run_dir, plan)
+    if plan.checkpoint is None:
         return model or _fresh_model(config, print_fn), 0
-    model = accelerate.apply(runs.load_model_file(saved[-1][1]), config)
+    checkpoint = plan.checkpoint[1]
+    model = accelerate.apply(runs.load_model_file(checkpoint), config)
     if initial_epoch >= config.epochs:
         print_fn(f"{run_dir} is complete ({config.epochs} epochs): testing its models again")
-        if not (run_dir / runs.FINAL).exists():  # killed before final.keras was linked
-            runs.atomic_link(saved[-1][1], run_dir / runs.FINAL)
+        final = run_dir / runs.FINAL
+        why = runs.keras_file_damage(final) if final.exists() else None
+        if why:
+            print_fn(f"{runs.FINAL} is damaged ({why}): rebuilt from {runs.CKPT_DIR}/{checkpoint.name}")
+        if why or not final.exists():  # damaged, or killed before final.keras was linked
+            runs.atomic_link(checkpoint, final)
     else:
         print_fn(f"resuming {run_dir} after epoch {initial_epoch}")
-    _roll_back_best(run_dir, initial_epoch)
     if (run_dir / runs.TB_DIR).exists() and accelerate.tensorboard_available():
         _roll_back_tensorboard(run_dir / runs.TB_DIR, initial_epoch,
                                int(keras.ops.convert_to_numpy(model.optimizer.iterations)))

@@ -1,8 +1,22 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures, and helpers the test modules import (``from conftest import run``)."""
+
+from pathlib import Path
 
 import pytest
 
 from fake_data import write_cifar10, write_mnist
+
+REPO = Path(__file__).resolve().parents[1]
+# A tiny binary MLP (784-100-70-10) for tiny_networks.tiny_network: sizes that are not
+# multiples of 64, so packed words have padding bits.
+MLP = dict(data_set="MNIST", conv=[], fc=[100, 70])
+
+
+def run(argv, data_dir, run_dir):
+    """``run_bnn.py ARGV --data_dir DATA_DIR --run_dir RUN_DIR`` in this process; its exit status."""
+    import run_bnn
+
+    return run_bnn.main([*argv, "--data_dir", str(data_dir), "--run_dir", str(run_dir)])
 
 
 @pytest.fixture

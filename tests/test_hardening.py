@@ -1,4 +1,4 @@
-"""Hardening (issue 9): a resumed run is the same run, failures are one line, nothing is lost."""
+"""Hardening: a resumed run is the same run, failures are one line, nothing is lost."""
 
 import errno
 import json
@@ -12,20 +12,15 @@ import keras
 import numpy as np
 import pytest
 
-import run_bnn
 from bnn import runs, train
 from bnn.config import config_from_args
+from conftest import REPO, run
 from fake_data import write_mnist
 
-REPO = Path(__file__).resolve().parents[1]
 # Dropout on input and hidden layer, so the test sees whether dropout's randomness repeats.
 ARGV = ["--data_set", "MNIST", "--conv", "--fc", "16", "--batch_size", "25", "--epochs", "3",
         "--ckpt_n", "1", "--keep_ckpts", "0", "--dropout_in", "0.1", "--dropout_hidden", "0.2",
         "--seed", "7"]
-
-
-def run(argv, data_dir, run_dir):
-    return run_bnn.main([*argv, "--data_dir", str(data_dir), "--run_dir", str(run_dir)])
 
 
 def strict_json(path):
@@ -103,7 +98,9 @@ def test_best_model_of_epochs_after_the_checkpoint_is_rolled_back(uninterrupted,
     shutil.copytree(uninterrupted[0], run_dir)
     kill_after(run_dir, 1)
     runs.atomic_write_json({"epoch": 3, "val_accuracy": 2.0}, run_dir / runs.BEST_INFO)
-    train._roll_back_best(run_dir, 1)
+    plan = runs.inspect_run(run_dir)
+    assert plan.epoch == 1
+    runs.rebuild_best(run_dir, plan)
     snapshot_model, snapshot_info = runs.best_snapshot_paths(run_dir, 1)
     assert strict_json(run_dir / runs.BEST_INFO) == strict_json(snapshot_info)
     assert strict_json(snapshot_info)["epoch"] == 1
@@ -111,12 +108,14 @@ def test_best_model_of_epochs_after_the_checkpoint_is_rolled_back(uninterrupted,
 
 
 def test_killed_before_final_link_the_rerun_finishes(uninterrupted, data_dir):
-    run_dir = uninterrupted[0]
+    run_dir, results = uninterrupted[0], uninterrupted[4]
     (run_dir / runs.FINAL).unlink()
     (run_dir / runs.RESULTS).unlink()
     assert run(ARGV, data_dir, run_dir) == 0
     assert (run_dir / runs.FINAL).samefile(runs.checkpoint_path(run_dir, 3))
-    assert strict_json(run_dir / runs.RESULTS)["final_test_accuracy"] >= 0
+    got = strict_json(run_dir / runs.RESULTS)
+    for key in ("final_test_accuracy", "final_test_loss", "best_test_accuracy", "best_epoch"):
+        assert got[key] == results[key], key
 
 
 def test_non_finite_loss_stops_with_exit_3_and_keeps_the_last_checkpoint(

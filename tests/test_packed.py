@@ -1,6 +1,7 @@
 """Bit-packed export and XOR-popcount inference: exactly the Keras model's integers and classes."""
 
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -9,11 +10,12 @@ import tensorflow as tf
 
 from bnn import bitpack
 from bnn.errors import BnnError
+from bnn.files import AtomicWriteError
 from bnn.pack import PACKED, integer_thresholds, main as pack_main, pack_model, save_packed
-from bnn.packed import PackedNetwork, compare_with_keras, load_packed
+from bnn.packed import PackedFileError, PackedNetwork, compare_with_keras, load_packed, validate
+from conftest import MLP
 from tiny_networks import images, tiny_network, write_run
 
-MLP = dict(data_set="MNIST", conv=[], fc=[100, 70])
 CONV = dict(data_set="cifar-10", conv=[64, 70], fc=[65], max_pool=[0, 1])
 
 
@@ -137,3 +139,100 @@ def test_pack_cli(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "--continuous" in err and err.count("\n") == 1
     assert not (float_run / PACKED).exists()
+
+
+def _meta_arrays(config):
+    _, model = tiny_network(**config)
+    meta, arrays = pack_model(model)
+    return model, json.loads(json.dumps(meta)), arrays  # meta as the file gives it back
+
+
+def _layer(meta, name):
+    return next(m for m in meta["layers"] if m["name"] == name)
+
+
+def _set(d, key, value):
+    d[key] = value
+
+
+TERNARY = dict(data_set="MNIST", conv=[8, 16], fc=[], max_pool=[1, 1], levels=3, threshold=0.05)
+HOSTILE = {  # name: (network, change to (meta, arrays), what the one-line error names)
+    "meta-list": (MLP, None, "its __meta__ is a JSON list, not an object"),
+    "layers-empty": (MLP, lambda meta, arrays: meta.update(layers=[]), "layers is []"),
+    "layer-not-object": (MLP, lambda meta, arrays: meta["layers"].insert(0, 7), "layers[0] is not an object"),
+    "w_sign-shape": (MLP, lambda meta, arrays: _set(arrays, "fc2.w_sign", arrays["fc2.w_sign"][:, :1]),
+                     "array fc2.w_sign is uint64 of shape (70, 1), expected uint64 of shape (70, 2)"),
+    "dim-huge": (MLP, lambda meta, arrays: _layer(meta, "fc2").update(dim=10**12), "fc2: dim is 1000000000000"),
+    "units-mismatch": (MLP, lambda meta, arrays: _layer(meta, "fc2").update(units=71),
+                       "array fc2.w_sign is uint64 of shape (70, 2), expected uint64 of shape (71, 2)"),
+    "sign-float64": (MLP, lambda meta, arrays: _set(arrays, "fc2.sign", arrays["fc2.sign"].astype(np.float64)),
+                     "array fc2.sign is float64"),
+    "sign-values": (MLP, lambda meta, arrays: _set(arrays, "fc2.sign", np.full(70, 3, np.int8)),
+                    "fc2.sign holds values other than -1 and +1"),
+    "threshold-strings": (MLP, lambda meta, arrays: _set(arrays, "fc2.t_pos", arrays["fc2.t_pos"].astype(str)),
+                          "array fc2.t_pos is <U"),
+    "threshold-range": (MLP, lambda meta, arrays: _set(arrays, "fc2.t_pos", np.full(70, 500, np.int32)),
+                        "fc2.t_pos holds thresholds outside [-101, 101]"),
+    "scale-nan": (MLP, lambda meta, arrays: arrays["out.scale"].__setitem__(0, np.nan),
+                  "array out.scale holds values that are not finite"),
+    "padding-bits": (MLP, lambda meta, arrays: arrays["fc2.w_sign"].__setitem__((0, 1), np.uint64(2**63)),
+                     "fc2.w_sign has padding bits set"),
+    "missing-array": (MLP, lambda meta, arrays: arrays.pop("out.shift"), "array out.shift is missing"),
+    "extra-array": (MLP, lambda meta, arrays: _set(arrays, "fc9.w_sign", arrays["fc2.w_sign"]),
+                    "array fc9.w_sign belongs to no layer"),
+    "in-shape-chain": (MLP, lambda meta, arrays: _layer(meta, "out").update(in_shape=[71]),
+                       "out: in_shape is [71], expected [70]"),
+    "input-shape-huge": (MLP, lambda meta, arrays: meta.update(input_shape=[10**6, 10**6, 1]),
+                         "input_shape [1000000, 1000000, 1]"),
+    "levels-chain": (MLP, lambda meta, arrays: _layer(meta, "fc2").update(in_levels=3), "fc2: in_levels is 3"),
+    "output-not-last": (MLP, lambda meta, arrays: meta["layers"].pop(), "fc2: the last layer has act_levels"),
+    "output-threshold": (MLP, lambda meta, arrays: _layer(meta, "out").update(act_threshold=10**12),
+                         "out: the last layer has act_threshold"),
+    "dense-pool": (MLP, lambda meta, arrays: _layer(meta, "fc2").update(pool=True), "fc2: pool is True"),
+    "mask-below-sign": (TERNARY, lambda meta, arrays: _set(arrays, "conv2.w_mask", np.zeros_like(arrays["conv2.w_mask"])),
+                        "conv2.w_sign has a +1 where conv2.w_mask says the weight is 0"),
+    "kernel-size": (TERNARY, lambda meta, arrays: _layer(meta, "conv2").update(kernel_size=0), "conv2: kernel_size is 0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_packed_files_are_refused_naming_the_array(tmp_path, case):
+    config, change, message = HOSTILE[case]
+    _, meta, arrays = _meta_arrays(config)
+    if change is None:
+        meta = [meta]  # a JSON list where the object should be
+    else:
+        change(meta, arrays)
+    path = save_packed(meta, arrays, tmp_path / PACKED)
+    with pytest.raises(PackedFileError) as e:
+        load_packed(path)
+    assert message in str(e.value) and "\n" not in str(e.value) and str(path) in str(e.value)
+    assert "python -m bnn.pack RUN_DIR" in str(e.value)
+
+
+def test_every_packed_network_of_the_format_passes_validation():
+    for config in (MLP, CONV, TERNARY, dict(MLP, quantize_weights=[0, 1, 1])):
+        _, meta, arrays = _meta_arrays(config)
+        validate(meta, arrays)
+
+
+def test_predict_on_an_empty_batch_is_an_empty_result(tmp_path):
+    model, meta, arrays = _meta_arrays(MLP)
+    net = load_packed(save_packed(meta, arrays, tmp_path / PACKED))
+    scores = net.predict(np.zeros((0, 28, 28, 1), np.float32))
+    assert scores.shape == (0, 10) and scores.dtype == np.float32
+    with pytest.raises(BnnError, match="array of numbers"):
+        net.predict([["a"]])
+
+
+def test_packed_file_to_an_unwritable_path_leaves_nothing(tmp_path):
+    _, meta, arrays = _meta_arrays(MLP)
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(AtomicWriteError, match="could not write .*a-file/packed.npz"):
+        save_packed(meta, arrays, tmp_path / "a-file" / PACKED)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+    if os.geteuid() != 0:  # root writes anywhere
+        (tmp_path / "ro").mkdir(mode=0o555)
+        with pytest.raises(AtomicWriteError, match="Permission denied"):
+            save_packed(meta, arrays, tmp_path / "ro" / PACKED)
+        assert list((tmp_path / "ro").iterdir()) == []

@@ -9,10 +9,10 @@ import pytest
 from bnn import network_geometry as ng
 from bnn.model import build_model
 from bnn.packed_layers import PackedLayers
+from conftest import MLP
 from tiny_networks import images, tiny_network
 
 CONV = dict(data_set="cifar-10", conv=[64, 70, 5], fc=[65], max_pool=[0, 1, 1])
-MLP = dict(data_set="MNIST", conv=[], fc=[100, 70])
 
 
 def _inputs(model, layer, n=6):
@@ -72,7 +72,9 @@ def test_reestimated_batch_norm_is_the_same_packed_or_not():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_packed_layers_are_the_default_on_a_cpu_with_tensorflow_only(monkeypatch):
+def test_packed_layers_are_the_default_on_a_cpu_only(monkeypatch):
+    import tensorflow as tf
+
     from bnn import packed_layers
 
     assert packed_layers.available()  # CI: a CPU, TensorFlow installed
@@ -82,9 +84,8 @@ def test_packed_layers_are_the_default_on_a_cpu_with_tensorflow_only(monkeypatch
         monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
         assert not packed_layers.available()  # the float layers on the accelerator are faster
         monkeypatch.undo()
-
-    def missing():
-        raise ImportError("No module named 'tensorflow'")
-
-    monkeypatch.setattr(packed_layers, "_tensorflow", missing)
+    # TensorFlow sees a GPU: cuDNN's float convolution is the faster engine there.
+    real = tf.config.list_physical_devices
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: ["/physical_device:GPU:0"] if kind == "GPU" else real(kind))
     assert not packed_layers.available()

@@ -11,19 +11,14 @@ import keras
 import numpy as np
 import pytest
 
-import run_bnn
 from bnn import runs
 from bnn.config import RunConfig
 from bnn.layer_tensors import inspect_network
 from bnn.train import learning_rate
+from conftest import REPO, run
 from processes import kill_after_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
 MLP = ["--data_set", "MNIST", "--conv", "--fc", "32", "--batch_size", "20"]
-
-
-def run(argv, data_dir, run_dir):
-    return run_bnn.main([*argv, "--data_dir", str(data_dir), "--run_dir", str(run_dir)])
 
 
 def log_rows(run_dir):
@@ -166,3 +161,49 @@ def test_resume_after_kill(tiny_data_dir, tmp_path):
                                [learning_rate(config, e) for e in range(30)], rtol=1e-5)
     assert [e for e, _ in runs.checkpoints(run_dir)] == list(range(1, 31))
     assert (run_dir / runs.FINAL).exists() and (run_dir / runs.RESULTS).exists()
+
+
+def test_softmax_loss_trains(tiny_data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    assert run([*MLP, "--epochs", "2", "--loss_mode", "softmax", "--lr_start", "0.01"], tiny_data_dir, run_dir) == 0
+    _, model = runs.load_run(run_dir)
+    assert isinstance(model.loss, keras.losses.SparseCategoricalCrossentropy) and model.loss.from_logits
+    # The test loss in results.json is the cross-entropy of the model's scores, computed here.
+    from data.load_data import load_data
+    d = load_data("MNIST", tiny_data_dir)
+    scores = model.predict(d.x_test, verbose=0).astype(np.float64)
+    log_p = scores - np.log(np.exp(scores - scores.max(1, keepdims=True)).sum(1, keepdims=True)) - scores.max(1, keepdims=True)
+    results = json.loads((run_dir / runs.RESULTS).read_text())
+    np.testing.assert_allclose(results["best_test_loss"], -log_p[np.arange(len(d.y_test)), d.y_test].mean(), rtol=1e-4)
+    assert results["best_test_accuracy"] > 0.5
+
+
+def test_checkpoint_pruning_keeps_the_newest_and_their_twins(tiny_data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    argv = [*MLP, "--epochs", "5", "--ckpt_n", "1", "--keep_ckpts", "2"]
+    assert run(argv, tiny_data_dir, run_dir) == 0
+    assert [e for e, _ in runs.checkpoints(run_dir)] == [4, 5]
+    assert sorted(p.name for p in (run_dir / runs.CKPT_DIR).iterdir()) == [
+        "epoch-0004.best.json", "epoch-0004.best.keras", "epoch-0004.keras",
+        "epoch-0005.best.json", "epoch-0005.best.keras", "epoch-0005.keras"]
+    # Killed after checkpoint 4: the pruned run resumes from it and prunes again.
+    runs.checkpoint_path(run_dir, 5).unlink()
+    for name in (runs.FINAL, runs.RESULTS):
+        (run_dir / name).unlink()
+    log = (run_dir / runs.LOG).read_text()
+    assert run(argv, tiny_data_dir, run_dir) == 0
+    assert [e for e, _ in runs.checkpoints(run_dir)] == [4, 5]
+    assert (run_dir / runs.LOG).read_text() == log
+    assert (run_dir / runs.FINAL).samefile(runs.checkpoint_path(run_dir, 5))
+
+
+def test_debug_run_end_to_end(tiny_data_dir, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert run(["--debug", "--data_set", "MNIST", "--fc", "16", "--conv"], tiny_data_dir, run_dir) == 0
+    out = capsys.readouterr().out
+    assert "for 2 epochs" in out and "epoch 2/2" in out and "test accuracy" in out
+    config = RunConfig.load(run_dir / runs.CONFIG)
+    assert config.debug and config.epochs == 2
+    assert [int(r["epoch"]) for r in log_rows(run_dir)] == [0, 1]
+    results = json.loads((run_dir / runs.RESULTS).read_text())
+    assert (results["n_train"], results["n_val"], results["n_test"]) == (180, 20, 50)
