@@ -441,7 +441,7 @@ class Rotated(Quantizer):
         return {"quantizer": self.quantizer.spec(), "seed": self.seed}
 
     def spec(self):
-        return f"rotated:quantizer={self.quantizer.spec()},seed={self.seed}"
+        return f"rotated:seed={self.seed},quantizer={self.quantizer.spec()}"  # the wrapped spec last
 
 
 BUILTINS["rotated"] = Rotated
