@@ -123,6 +123,11 @@ class Quantizer:
         x = np.asarray(x, dtype="float32")
         return np.asarray(ops.convert_to_numpy(self.quantize(ops.convert_to_tensor(x))))
 
+    def codes(self, quantized):
+        """The values this quantizer chose, behind its output ``quantized`` (numpy): what a flip
+        between two epochs is counted on. Default: the output itself."""
+        return np.asarray(quantized)
+
     def build(self, layer, shape):
         """Create any weights the quantizer needs, as weights of ``layer`` (a kernel of ``shape``)."""
 
@@ -429,6 +434,13 @@ class Rotated(Quantizer):
         r = np.asarray(ops.convert_to_numpy(self.rotation))
         flat = x.reshape(-1, x.shape[-1])
         return (r.T @ self.quantizer.numpy(r @ flat)).reshape(x.shape)
+
+    def codes(self, quantized):
+        # R R^T q = q up to rounding, and the wrapped quantizers are idempotent (Q(Q(x)) = Q(x)):
+        # quantizing R (R^T q) again gives q exactly.
+        quantized = np.asarray(quantized, dtype="float32")
+        r = np.asarray(ops.convert_to_numpy(self.rotation))
+        return self.quantizer.numpy(r @ quantized.reshape(-1, quantized.shape[-1]))
 
     def gaussian_pieces(self, std=1.0):
         # R w is Gaussian with the same std when w is: the angle is the inner quantizer's.
