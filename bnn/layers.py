@@ -139,8 +139,9 @@ def _inner(q):
 
 
 def _levels(q):
-    """2 or 3 where the quantizer packs as sign or ternary planes, else None."""
-    return {"sign": 2, "ternary": 3}.get(getattr(_inner(q), "packing", None))
+    """How many values the (wrapped) quantizer outputs where they are a fixed few, else None."""
+    values = getattr(_inner(q), "values", None)
+    return None if values is None else len(values)
 
 
 def _threshold(q):

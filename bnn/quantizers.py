@@ -96,6 +96,8 @@ class Quantizer:
     precision = 32
     #: ``'sign'``, ``'ternary'`` or None: how `bnn.pack` stores the quantized values as bit planes.
     packing = None
+    #: The exact values it outputs, where they are a fixed few (sign, ternary); None otherwise.
+    values = None
     #: Latent weights quantized by this are clipped to [-bound, bound] after each step (None: not).
     latent_clip = 1.0
 
@@ -204,6 +206,13 @@ def register(cls):
 BUILTINS = {}
 
 
+def _float_array(x):
+    """``x`` as a numpy array, float32 unless it already is a float array (numpy references keep
+    float64 input in float64)."""
+    x = np.asarray(x)
+    return x if np.issubdtype(x.dtype, np.floating) else x.astype("float32")
+
+
 def _sign(x):
     # sign(0) = +1, so every value is exactly -1 or +1.
     return ops.cast(x >= 0, x.dtype) * 2.0 - 1.0
@@ -226,12 +235,14 @@ class Sign(Quantizer):
     spec_name = "sign"
     precision = 1
     packing = "sign"
+    values = (-1.0, 1.0)
 
     def quantize(self, x):
         return _sign(x)
 
     def numpy(self, x):
-        return np.where(np.asarray(x) >= 0, 1.0, -1.0).astype("float32")
+        x = _float_array(x)
+        return np.where(x >= 0, 1.0, -1.0).astype(x.dtype)
 
     def gaussian_pieces(self, std=1.0):
         return [0.0], [-1.0, 1.0]
@@ -252,6 +263,7 @@ class Ternary(Quantizer):
     spec_name = "ternary"
     precision = 2
     packing = "ternary"
+    values = (-1.0, 0.0, 1.0)
 
     def __init__(self, threshold=0.0, relative=False):
         self.relative = bool(relative)
@@ -264,9 +276,9 @@ class Ternary(Quantizer):
         return _ternary(x, self._absolute(x))
 
     def numpy(self, x):
-        x = np.asarray(x, dtype="float32")
-        t = self.threshold * x.std() if self.relative else np.float32(self.threshold)
-        return ((x > t).astype("float32") - (x < -t).astype("float32"))
+        x = _float_array(x)
+        t = x.dtype.type(self.threshold * x.std() if self.relative else self.threshold)
+        return (x > t).astype(x.dtype) - (x < -t).astype(x.dtype)
 
     def gaussian_pieces(self, std=1.0):
         t = self.threshold if self.relative else self.threshold / std

@@ -30,6 +30,7 @@ __all__ = [
     "ternary_angle_std",
     "step_quantizer_theory",
     "best_step_quantizer_parameter",
+    "step_quantizer_uniform_angle",
     "ternary_zero_fraction",
     "optimal_ternary_threshold",
     "quantization_angle_pdf_large_d",
@@ -544,3 +545,25 @@ def best_step_quantizer_parameter(pieces, low, high):
     res = optimize.minimize_scalar(lambda p: step_quantizer_theory(*pieces(p))["angle"],
                                    bounds=(low, high), method="bounded", options={"xatol": 1e-9})
     return float(res.x), step_quantizer_theory(*pieces(res.x))
+
+
+def step_quantizer_uniform_angle(edges, values):
+    """Large-d angle between u with i.i.d. uniform entries of unit variance (U[-sqrt 3, sqrt 3], the
+    shape of Keras's ``glorot_uniform`` initialization) and a step-function quantization of it.
+
+    Parameters
+    ----------
+    edges, values
+        As in `step_quantizer_theory`, in standard deviations of u.
+
+    Returns
+    -------
+    float, radians
+        ``arccos(E[u Q] / sqrt(E[u^2] E[Q^2]))`` with E[u^2] = 1, each expectation a sum of
+        polynomial integrals over the intervals; `uniform_quantization_angle` for ternarization.
+    """
+    a = float(np.sqrt(3))
+    bounds = np.clip([-np.inf, *map(float, edges), np.inf], -a, a)
+    xq = sum(v * (hi**2 - lo**2) / 2 for v, lo, hi in zip(values, bounds, bounds[1:])) / (2 * a)
+    qq = sum(v**2 * (hi - lo) for v, lo, hi in zip(values, bounds, bounds[1:])) / (2 * a)
+    return float(np.arccos(np.clip(xq / np.sqrt(qq), -1, 1))) if qq > 0 else float(np.pi / 2)
