@@ -281,3 +281,19 @@ def test_best_parameters():
     assert angles[2] > angles[3] > angles[4] > angles[8] and angles[2] < qz.Ternary().best_parameter()["angle"]
     # the best 2-bit uniform quantizer on a Gaussian (Max 1960 lists step 0.9957 for 4 levels)
     assert qz.Uniform(2).best_parameter()["value"] == pytest.approx(0.9957, abs=2e-3)
+
+
+def test_uniform_input_step_theory_reproduces_the_ternary_closed_form():
+    for t in (0.0, 0.5, 1.2):
+        edges, values = ([0.0], [-1.0, 1.0]) if t == 0 else ([-t, t], [-1.0, 0.0, 1.0])
+        assert theory.step_quantizer_uniform_angle(edges, values) == pytest.approx(
+            theory.uniform_quantization_angle(t), rel=1e-12)
+
+
+def test_quantizer_theory_command(capsys):
+    from bnn import quantizer_theory
+
+    assert quantizer_theory.main(["sign", "uniform:bits=2", "--d", "400", "--n", "40"]) == 0
+    out = capsys.readouterr().out
+    assert "sign                  1  -                        37.07" in out
+    assert "uniform:bits=2        2  step 0.9957              20.17" in out
