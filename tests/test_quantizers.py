@@ -223,3 +223,45 @@ def test_spec_errors_are_one_line(spec, match):
     with pytest.raises(qz.QuantizerError, match=match) as info:
         qz.parse_spec(spec)
     assert "\n" not in str(info.value)
+
+
+# -- run configuration ----------------------------------------------------------------------------------
+
+
+def test_original_flags_map_onto_quantizers():
+    from bnn.config import RunConfig
+
+    binary = RunConfig(data_set="MNIST").resolve()
+    assert (binary.weight_quantizer, binary.activation_quantizer, binary.mode) == ("sign", "sign", "binary")
+    ternary = RunConfig(data_set="MNIST", levels=3, threshold_weights=0.05, threshold_activations=0.3).resolve()
+    assert qz.parse_spec(ternary.weight_quantizer) == qz.Ternary(0.05)
+    assert qz.parse_spec(ternary.activation_quantizer) == qz.Ternary(0.3)
+    # the same quantizer spelled out agrees with --levels 3
+    same = RunConfig(data_set="MNIST", levels=3, threshold=0.05, weight_quantizer="ternary:threshold=0.05").resolve()
+    assert same.weight_quantizer == "ternary:threshold=0.05,relative=false" and same.mode == "ternary"
+
+
+def test_quantizer_flags_are_recorded_and_reloaded(tmp_path):
+    from bnn.config import RunConfig
+
+    config = RunConfig(data_set="MNIST", weight_quantizer="uniform:bits=4",
+                       activation_quantizer="user_quantizers.RoundedClip:scale=2").resolve()
+    assert config.weight_quantizer == "uniform:bits=4,step=0.125,relative=false" and config.mode == "uniform"
+    config.save(tmp_path / "config.json")
+    again = RunConfig.load(tmp_path / "config.json")
+    assert again.differences(config) == {} and qz.parse_spec(again.activation_quantizer) == RoundedClip(2.0)
+
+
+@pytest.mark.parametrize("flags, match", [
+    ({"weight_quantizer": "uniform:bits=9"}, r"--weight_quantizer: uniform: bits must be an integer from 2 to 8"),
+    ({"activation_quantizer": "tern"}, r"--activation_quantizer: unknown quantizer 'tern'"),
+    ({"levels": 3, "threshold": 0.1, "weight_quantizer": "uniform:bits=2"},
+     r"--weight_quantizer uniform:bits=2 contradicts --levels 3 --threshold_weights 0.1"),
+])
+def test_bad_quantizer_flags_are_one_line(flags, match):
+    from bnn.config import RunConfig
+    from bnn.errors import BnnError
+
+    with pytest.raises(BnnError, match=match) as info:
+        RunConfig(data_set="MNIST", **flags).resolve()
+    assert "\n" not in str(info.value)
