@@ -3,10 +3,15 @@
     python -m bnn.quantizer_theory                      # the built-ins of docs/quantizers.md
     python -m bnn.quantizer_theory sign uniform:bits=3 --d 4000
 
+    python -m bnn.quantizer_theory --runs runs/MNIST-binary runs/MNIST-uniform
+
 For each quantizer (a spec, `bnn.quantizers.parse_spec`) at its best parameter
 (``Quantizer.best_parameter``, in standard deviations; as given where it has none): the large-d
 angle between a Gaussian vector x and Q(x), its spread coefficient c (std = c / sqrt(d)), the
 fraction of zeros, and the same three measured on ``--n`` Gaussian vectors of dimension ``--d``.
+With ``--runs``: for each trained run directory, its weight quantizer, test accuracy, and per
+hidden layer the angle between W and Q(W) after the last epoch (``geometry.csv``) beside that
+quantizer's Gaussian theory at the layer's weight standard deviation.
 """
 
 import numpy as np
@@ -62,14 +67,49 @@ def table(specs=DEFAULT_SPECS, d=1000, n=1000, seed=0):
     return rows
 
 
+def run_rows(run_dir):
+    """Per hidden weight layer of a run: measured angle (last row of geometry.csv) and theory (degrees)."""
+    import json
+    from pathlib import Path
+
+    from bnn.geometry_log import read_geometry_log
+    from bnn.runs import load_run
+
+    config, model = load_run(run_dir, "final")
+    log = read_geometry_log(run_dir)
+    results = json.loads((Path(run_dir) / "results.json").read_text())
+    rows = []
+    for name in config.layer_names()[:-1]:
+        layer = model.get_layer(name)
+        if layer.kernel_quantizer is None or log is None:
+            continue
+        last = (log["layer"] == name) & (log["epoch"] == log["epoch"].max())
+        std = float(np.std(layer.kernel.numpy()))
+        t = layer.kernel_quantizer.theory(std)
+        rows.append({"layer": name, "d": int(log["d"][last][0]), "angle_deg": float(log["angle_mean_deg"][last][0]),
+                     "theory_deg": None if t is None else float(np.degrees(t["angle"]))})
+    return config.weight_quantizer, results, rows
+
+
 def main(argv=None):
     parser = cli.Parser("python -m bnn.quantizer_theory", __doc__.split("\n\n")[0])
     parser.add_argument("specs", nargs="*", default=list(DEFAULT_SPECS), help="quantizer specs (default: the built-ins)")
     parser.add_argument("--d", type=cli.bounded_int(2, 100_000), default=1000, help="dimension (default: 1000)")
     parser.add_argument("--n", type=cli.bounded_int(2, 100_000), default=1000, help="vectors (default: 1000)")
     parser.add_argument("--seed", type=cli.bounded_int(0, 2**32 - 1), default=0, help="seed (default: 0)")
+    parser.add_argument("--runs", nargs="+", type=cli.path_arg, help="run directories: measured angles against theory")
     args = parser.parse_args(argv)
     from bnn.errors import BnnError
+
+    if args.runs:
+        for run_dir in args.runs:
+            spec, results, rows = run_rows(run_dir)
+            accuracy = results["best_test_accuracy"]
+            print(f"{run_dir}: {spec}, test accuracy {accuracy:.4f} (best validation epoch)")
+            for r in rows:
+                theory_deg = "-" if r["theory_deg"] is None else f"{r['theory_deg']:.2f}"
+                print(f"  {r['layer']:<6} d {r['d']:>5}  angle {r['angle_deg']:.2f} deg  Gaussian theory {theory_deg} deg")
+        return 0
     from bnn.quantizers import QuantizerError
 
     try:
