@@ -11,7 +11,8 @@ angle between a Gaussian vector x and Q(x), its spread coefficient c (std = c / 
 fraction of zeros, and the same three measured on ``--n`` Gaussian vectors of dimension ``--d``.
 With ``--runs``: for each trained run directory, its weight quantizer, test accuracy, and per
 hidden layer the angle between W and Q(W) after the last epoch (``geometry.csv``) beside that
-quantizer's Gaussian theory at the layer's weight standard deviation.
+quantizer's theory at the layer's weight standard deviation, for Gaussian weights and for uniform
+ones (the shape of the ``glorot_uniform`` initialization, which short runs barely leave).
 """
 
 import numpy as np
@@ -72,6 +73,7 @@ def run_rows(run_dir):
     import json
     from pathlib import Path
 
+    from bnn import theory
     from bnn.geometry_log import read_geometry_log
     from bnn.runs import load_run
 
@@ -86,8 +88,11 @@ def run_rows(run_dir):
         last = (log["layer"] == name) & (log["epoch"] == log["epoch"].max())
         std = float(np.std(layer.kernel.numpy()))
         t = layer.kernel_quantizer.theory(std)
+        pieces = layer.kernel_quantizer.gaussian_pieces(std)
         rows.append({"layer": name, "d": int(log["d"][last][0]), "angle_deg": float(log["angle_mean_deg"][last][0]),
-                     "theory_deg": None if t is None else float(np.degrees(t["angle"]))})
+                     "theory_deg": None if t is None else float(np.degrees(t["angle"])),
+                     "uniform_theory_deg": None if pieces is None else float(np.degrees(
+                         theory.step_quantizer_uniform_angle(*pieces)))})
     return config.weight_quantizer, results, rows
 
 
@@ -107,8 +112,9 @@ def main(argv=None):
             accuracy = results["best_test_accuracy"]
             print(f"{run_dir}: {spec}, test accuracy {accuracy:.4f} (best validation epoch)")
             for r in rows:
-                theory_deg = "-" if r["theory_deg"] is None else f"{r['theory_deg']:.2f}"
-                print(f"  {r['layer']:<6} d {r['d']:>5}  angle {r['angle_deg']:.2f} deg  Gaussian theory {theory_deg} deg")
+                shown = {k: "-" if r[k] is None else f"{r[k]:.2f}" for k in ("theory_deg", "uniform_theory_deg")}
+                print(f"  {r['layer']:<6} d {r['d']:>5}  angle {r['angle_deg']:.2f} deg  theory for Gaussian "
+                      f"weights {shown['theory_deg']} deg, for uniform weights {shown['uniform_theory_deg']} deg")
         return 0
     from bnn.quantizers import QuantizerError
 
