@@ -56,3 +56,20 @@ def test_legacy_config_still_resolves(name):
     assert config.levels == saved["levels"]
     assert config.threshold_weights == saved["threshold_weights"]
     assert config.rotate_first_layer == saved["rotate_first_layer"]
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_network_built_today_from_the_saved_config_computes_the_same(name):
+    """The saved config builds a network (quantizers from --levels and the thresholds) that, given the
+    saved weights, predicts what the saved network did."""
+    from bnn.config import RunConfig
+    from bnn.model import build_model
+    from bnn.runs import load_run
+    from record_expected import probe_images
+
+    config = RunConfig.load(FIXTURES / name / "config.json")
+    saved = load_run(FIXTURES / name)[1]
+    model = build_model(config)
+    model.set_weights(saved.get_weights())
+    np.testing.assert_allclose(model.predict(probe_images(), verbose=0),
+                               np.load(FIXTURES / name / "expected.npz")["scores"], rtol=1e-5, atol=1e-5)
