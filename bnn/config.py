@@ -110,6 +110,12 @@ class RunConfig:
                          "TF1 code)", type=_SWITCH, group="network", metavar="{0,1}")
     rotate_first_layer: bool = _arg(False, "quantize the first layer's filters w as R^T sign(R w), "
                                     "R a fixed Haar-random rotation from --seed", group="quantization")
+    weight_quantizer: str = _arg(None, "quantizer of the weights: sign, ternary:threshold=T, scaled_sign, "
+                                 "uniform:bits=K, or mypkg.mod.MyQuantizer:param=V (default: from "
+                                 "--levels and --threshold_weights)", group="quantization", metavar="SPEC")
+    activation_quantizer: str = _arg(None, "quantizer of the batch-normed activations, as --weight_quantizer "
+                                     "(default: from --levels and --threshold_activations)",
+                                     group="quantization", metavar="SPEC")
     no_geometry_log: bool = _arg(False, "do not write geometry.csv (weight geometry per epoch)",
                                  group="run directory")
     val_fraction: float = _arg(0.1, "fraction of the training files held out for validation, "
@@ -147,6 +153,8 @@ class RunConfig:
         """``'continuous'``, ``'binary'`` or ``'ternary'``."""
         if self.continuous:
             return "continuous"
+        if self.weight_quantizer not in (None, *_level_specs(self, "weights")):
+            return self.weight_quantizer.split(":")[0].rsplit(".", 1)[-1].lower()
         return "binary" if self.levels == 2 else "ternary"
 
     def layer_names(self):
@@ -179,6 +187,7 @@ class RunConfig:
         for name in ("threshold_weights", "threshold_activations"):
             if getattr(self, name) is None:
                 setattr(self, name, self.threshold)
+        self._resolve_quantizers()
         if self.loss_mode not in LOSS_MODES:
             raise BnnError(f"--loss_mode must be one of {', '.join(LOSS_MODES)}, got {self.loss_mode!r}")
         if not self.lr_end <= self.lr_start:
@@ -223,6 +232,28 @@ class RunConfig:
                     check(item if isinstance(item, str) else repr(item))
                 except argparse.ArgumentTypeError as e:
                     raise BnnError(f"--{f.name}: {e}") from None
+
+    def _resolve_quantizers(self):
+        """Fill in --weight_quantizer / --activation_quantizer from --levels and the thresholds
+        (the original flags), or check and normalise the specs given; a spec that contradicts a
+        --levels 3 or threshold flag given with it is refused."""
+        for role, name in (("weights", "weight_quantizer"), ("activations", "activation_quantizer")):
+            spec = getattr(self, name)
+            derived, *_ = _level_specs(self, role)
+            if spec is None:
+                setattr(self, name, derived)
+                continue
+            from bnn.quantizers import QuantizerError, parse_spec
+
+            try:
+                given = parse_spec(spec)
+            except QuantizerError as e:
+                raise BnnError(f"--{name}: {e}") from None
+            threshold = getattr(self, f"threshold_{role}")
+            if (self.levels != 2 or threshold) and given != parse_spec(derived):
+                raise BnnError(f"--{name} {spec} contradicts --levels {self.levels} --threshold_{role} "
+                               f"{threshold}: give one or the other")
+            setattr(self, name, given.spec())
 
     def _per_layer(self, name, n):
         values = getattr(self, name)
@@ -270,6 +301,14 @@ class RunConfig:
         """``{field: (self value, other value)}`` for fields that differ, paths and speed settings ignored."""
         a, b = self.to_dict(), other.to_dict()
         return {k: (a[k], b[k]) for k in a if k not in ignore and a[k] != b[k]}
+
+
+def _level_specs(config, role):
+    """The quantizer specs --levels and --threshold_<role> stand for (sign has two spellings)."""
+    threshold = getattr(config, f"threshold_{role}") or 0.0
+    if config.levels == 2:
+        return ("sign",)
+    return (f"ternary:threshold={float(threshold)},relative=false", f"ternary:threshold={float(threshold)}")
 
 
 def _check_switches(name, values):

@@ -10,9 +10,10 @@ Columns (`COLUMNS`):
     angle_mean_deg    mean over the layer's filters of the angle between w and Q(w), degrees
     angle_std_deg     standard deviation of that angle over the filters, degrees
     flip_ratio        fraction of entries of Q(W) that differ from the previous row's Q(W);
-                      empty at epoch 0, which has no previous epoch. For a layer quantized
-                      through a rotation (``--rotate_first_layer``) the entries compared are the
-                      codes sign(R w): one flipped code moves every entry of R^T sign(R w)
+                      empty at epoch 0, which has no previous epoch. The entries compared are
+                      the quantizer's own codes (`bnn.quantizers.Quantizer.codes`): for a layer
+                      quantized through a rotation (``--rotate_first_layer``) the codes Q(R w),
+                      one of which moves every entry of R^T Q(R w)
     weight_std        standard deviation of the latent (float) weights W
     clipped_fraction  fraction of latent weights at the [-1, 1] clip, |W| >= 1
 
@@ -125,14 +126,12 @@ class GeometryLog(keras.callbacks.Callback):
         for layer in quantized_layers(self.model):
             kernel = keras.ops.convert_to_numpy(layer.kernel)
             quantized = keras.ops.convert_to_numpy(layer.quantized_kernel())
-            codes = quantized
-            rotation = getattr(layer, "rotation", None)
-            if rotation is not None:
-                flat = quantized.reshape(-1, quantized.shape[-1])
-                codes = np.rint(keras.ops.convert_to_numpy(rotation) @ flat)  # R R^T s = s
+            codes = layer.kernel_quantizer.codes(quantized)
             stats = kernel_statistics(kernel, quantized)
             stats["flip_ratio"] = flip_ratio(self.previous.get(layer.name), codes)
-            self.previous[layer.name] = codes.astype(np.int8)  # -1, 0, +1: a quarter of float32
+            small = np.array_equal(codes, np.rint(codes)) and np.abs(codes).max(initial=0) <= 127
+            # -1, 0, +1 (sign, ternary) kept as int8: a quarter of float32
+            self.previous[layer.name] = codes.astype(np.int8 if small else np.float32)
             rows.append({"epoch": epoch, "layer": layer.name, **stats})
         return rows
 

@@ -35,7 +35,10 @@ class LayerTensors:
     activation : array or None
         The quantized activation (None for ``out``, whose scores are not quantized).
     quantize_weights, quantize_activations : bool
-    levels : int
+    weight_quantizer, activation_quantizer : bnn.quantizers.Quantizer or None
+        The weight layer's kernel quantizer and its ``<name>_act`` quantizer (None: float).
+    levels : int or None
+        2 or 3 where the weight quantizer packs as sign or ternary planes (else None).
     threshold : float
         The weight layer's own threshold (weight units).
     activation_threshold : float or None
@@ -56,10 +59,12 @@ class LayerTensors:
     activation: np.ndarray | None
     quantize_weights: bool
     quantize_activations: bool
-    levels: int
+    levels: int | None
     threshold: float
     activation_threshold: float | None
     batch_norm: dict
+    weight_quantizer: object = None
+    activation_quantizer: object = None
 
     @property
     def dim(self):
@@ -131,6 +136,8 @@ def iter_inspect(model, x, batch_size=100):
             # Read from the quantizer layer itself: weights and activations may have different thresholds.
             activation_threshold=float(act.threshold) if act else None,
             batch_norm=batch_norm_parameters(bn),
+            weight_quantizer=layer.kernel_quantizer,
+            activation_quantizer=act.quantizer if act else None,
         ))
     probe = keras.Model(model.inputs, outputs)
     x = np.asarray(x, dtype="float32")

@@ -1,19 +1,30 @@
 """Layers with high-precision latent weights that are quantized in the forward pass.
 
-Each weight layer keeps a float ``kernel`` (clipped to [-1, 1] after every step when it is
-quantized) and uses ``quantize(kernel)`` to compute its output, so the optimizer updates the
-latent weights through the straight-through estimator (Courbariaux et al. 2016). Biases are
-left out: every weight layer in the paper's network is followed by batch normalization.
+:class:`QuantDense` and :class:`QuantConv2D` are Keras's own ``Dense`` and ``Conv2D`` (strides,
+padding, bias, activation and the rest work as there) with two more arguments, each a quantizer
+name, spec or :class:`bnn.quantizers.Quantizer`: ``kernel_quantizer`` (the kernel the forward pass
+uses is ``Q(kernel)``; the latent kernel is clipped to [-1, 1] after every step) and
+``input_quantizer`` (applied to the layer's input). The optimizer updates the latent weights
+through the quantizer's straight-through estimator (Courbariaux et al. 2016).
+
+Defaults follow the paper's network rather than Keras: ``kernel_quantizer='sign'``, no bias
+(every weight layer is followed by batch normalization) and, for convolutions, ``'same'`` padding.
+The arguments of the original layers (``quantize_weights``, ``levels``, ``threshold``,
+``rotation_seed``) are still accepted and mapped onto quantizers, and ``.keras`` files written
+with them load unchanged.
 """
 
 import keras
 import numpy as np
 from keras import ops
 
+from bnn import quantizers
 from bnn import losses  # noqa: F401  (registers the loss: checkpoints reload compiled)
 from bnn.constraints import Clip
 from bnn.geometry import haar_rotation
-from bnn.quantizers import check_quantizer_args, quantize, rotated_quantize
+
+#: Arguments of the original layers, mapped onto quantizers by :func:`_legacy_quantizer`.
+_LEGACY_KEYS = ("quantize_weights", "levels", "threshold", "rotation_seed")
 
 
 @keras.saving.register_keras_serializable(package="bnn")
@@ -37,168 +48,214 @@ class HaarRotation(keras.initializers.Initializer):
         return {"seed": self.seed}
 
 
-class _Quantized:
-    """Argument checks and config shared by the quantizing layers."""
+def _legacy_quantizer(quantize=True, levels=2, threshold=0.0, rotation_seed=None):
+    """The quantizer the original arguments described (None: float)."""
+    quantizers.check_quantizer_args(levels, threshold)
+    if rotation_seed is not None and not quantize:
+        raise ValueError("a rotation only applies to quantized weights. Received: "
+                         f"rotation_seed={rotation_seed} with quantize_weights=False")
+    if not quantize:
+        return None
+    q = quantizers.from_levels(levels, threshold)
+    return q if rotation_seed is None else quantizers.Rotated(q, rotation_seed)
 
-    def _init_quantizer(self, quantize_on, levels, threshold, flag_name):
-        check_quantizer_args(levels, threshold)
-        self.levels = int(levels)
-        self.threshold = float(threshold)
-        setattr(self, flag_name, bool(quantize_on))
 
-    def _quantizer_config(self, flag_name):
-        return {flag_name: getattr(self, flag_name), "levels": self.levels, "threshold": self.threshold}
+def _pop_legacy(kwargs):
+    return {k: kwargs.pop(k) for k in _LEGACY_KEYS if k in kwargs}
 
 
-class _QuantKernel(_Quantized):
-    def _init_kernel_args(self, quantize_weights, levels, threshold, kernel_initializer,
-                          rotation_seed):
-        self._init_quantizer(quantize_weights, levels, threshold, "quantize_weights")
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        if rotation_seed is not None and not self.quantize_weights:
-            raise ValueError("a rotation only applies to quantized weights. Received: "
-                             f"rotation_seed={rotation_seed} with quantize_weights=False")
-        self.rotation_seed = None if rotation_seed is None else int(rotation_seed)
-        self.rotation = None
+class _QuantKernel:
+    """What QuantDense and QuantConv2D add to their Keras base class."""
 
-    def _add_kernel(self, shape):
-        self.kernel = self.add_weight(
-            name="kernel",
-            shape=shape,
-            initializer=self.kernel_initializer,
-            constraint=Clip(1.0) if self.quantize_weights else None,
-        )
-        if self.rotation_seed is not None:
-            # A weight, not a constant: checkpoints and .keras files carry the very matrix used.
-            d = int(np.prod(shape[:-1]))
-            self.rotation = self.add_weight(name="rotation", shape=(d, d), trainable=False,
-                                            initializer=HaarRotation(self.rotation_seed))
+    def _init_quantizers(self, kernel_quantizer, input_quantizer, legacy, kwargs):
+        if legacy:
+            kernel_quantizer = _legacy_quantizer(legacy.get("quantize_weights", True),
+                                                 legacy.get("levels", 2), legacy.get("threshold", 0.0),
+                                                 legacy.get("rotation_seed"))
+        self.kernel_quantizer = quantizers.get(kernel_quantizer)
+        self.input_quantizer = quantizers.get(input_quantizer)
+        clip = getattr(self.kernel_quantizer, "latent_clip", None)
+        if kwargs.get("kernel_constraint") is None and clip is not None:
+            kwargs["kernel_constraint"] = Clip(clip)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        if self.kernel_quantizer is not None:
+            self.kernel_quantizer.build(self, tuple(self.kernel.shape))
+
+    # Keras's Dense saves only the variables it knows; the quantizer's (a rotation) come after.
+    save_own_variables = keras.layers.Layer.save_own_variables
+    load_own_variables = keras.layers.Layer.load_own_variables
 
     def quantized_kernel(self):
-        """The kernel the forward pass uses: quantized latent weights, or the floats as they are.
-
-        With a rotation R, each filter w (a column of the kernel flattened to (d, filters)) is
-        quantized as ``R^T Q(R w)`` (`bnn.quantizers.rotated_quantize`).
-        """
-        if not self.quantize_weights:
+        """The kernel the forward pass uses: ``kernel_quantizer(kernel)``, or the floats as they are."""
+        if self.kernel_quantizer is None:
             return self.kernel
-        if self.rotation is not None:
-            shape = self.kernel.shape
-            flat = ops.reshape(self.kernel, (-1, shape[-1]))
-            return ops.reshape(rotated_quantize(flat, self.rotation, self.levels, self.threshold),
-                               shape)
         # The Clip constraint keeps |kernel| <= 1, where the cancellation mask is all ones:
         # skipping it gives the same gradient for two fewer passes over the kernel.
-        return quantize(self.kernel, self.levels, self.threshold, cancel=False)
+        bounded = isinstance(self.kernel_constraint, Clip) and self.kernel_constraint.bound <= 1.0
+        return self.kernel_quantizer(self.kernel, bounded=bounded)
+
+    def _quantized_input(self, inputs):
+        return inputs if self.input_quantizer is None else self.input_quantizer(inputs)
+
+    # -- what the original layers exposed, read from the quantizer -------------------------------
+    @property
+    def quantize_weights(self):
+        return self.kernel_quantizer is not None
+
+    @property
+    def rotation(self):
+        """The fixed rotation R of a :class:`bnn.quantizers.Rotated` kernel quantizer, or None."""
+        return getattr(self.kernel_quantizer, "rotation", None)
+
+    @property
+    def rotation_seed(self):
+        return getattr(self.kernel_quantizer, "seed", None) if self.rotation is not None else None
+
+    @property
+    def levels(self):
+        return _levels(self.kernel_quantizer)
+
+    @property
+    def threshold(self):
+        return _threshold(self.kernel_quantizer)
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            **self._quantizer_config("quantize_weights"),
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "rotation_seed": self.rotation_seed,
-        }
+        return {**super().get_config(),
+                "kernel_quantizer": quantizers.serialize(self.kernel_quantizer),
+                "input_quantizer": quantizers.serialize(self.input_quantizer)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if any(k in config for k in _LEGACY_KEYS):
+            # A layer saved before quantizers were objects: no bias, stride 1, 'same' padding.
+            config.setdefault("use_bias", False)
+        return cls(**config)
+
+
+def _inner(q):
+    return getattr(q, "quantizer", q)
+
+
+def _levels(q):
+    """How many values the (wrapped) quantizer outputs where they are a fixed few, else None."""
+    values = getattr(_inner(q), "values", None)
+    return None if values is None else len(values)
+
+
+def _threshold(q):
+    return float(getattr(_inner(q), "threshold", 0.0))
 
 
 @keras.saving.register_keras_serializable(package="bnn")
-class QuantDense(_QuantKernel, keras.layers.Layer):
-    """Fully connected layer ``y = x @ Q(W)`` with latent float weights ``W``.
+class QuantDense(_QuantKernel, keras.layers.Dense):
+    """Fully connected layer ``y = Q_in(x) @ Q(W) [+ b]`` with latent float weights ``W``.
 
     Parameters
     ----------
     units : int
-        Output dimension.
-    quantize_weights : bool
-        Quantize the kernel in the forward pass (and clip the latent kernel to [-1, 1]).
-    levels : {2, 3}
-        Binary or ternary weights.
-    threshold : float in [0, 1)
-        Ternarization threshold (ignored for ``levels=2``).
-    rotation_seed : int or None
-        If given, quantize each filter w as ``R^T Q(R w)`` with a fixed Haar-random R of shape
-        (d, d) drawn from this seed and kept as the non-trainable weight ``rotation``.
+    kernel_quantizer : str, dict, Quantizer or None
+        Default ``'sign'``; None keeps the float kernel (and no clipping).
+    input_quantizer : str, dict, Quantizer or None
+    use_bias : bool
+        Default False.
+    **kwargs
+        Any other argument of ``keras.layers.Dense``; the original ``quantize_weights``,
+        ``levels``, ``threshold`` and ``rotation_seed`` are mapped onto ``kernel_quantizer``.
     """
 
-    def __init__(self, units, quantize_weights=True, levels=2, threshold=0.0,
-                 kernel_initializer="glorot_uniform", rotation_seed=None, **kwargs):
-        super().__init__(**kwargs)
-        if not isinstance(units, int) or units < 1:
+    def __init__(self, units, kernel_quantizer="sign", input_quantizer=None, use_bias=False, **kwargs):
+        if not isinstance(units, int) or isinstance(units, bool) or units < 1:
             raise ValueError(f"units must be a positive integer. Received: units={units}")
-        self.units = units
-        self._init_kernel_args(quantize_weights, levels, threshold, kernel_initializer,
-                               rotation_seed)
+        self._init_quantizers(kernel_quantizer, input_quantizer, _pop_legacy(kwargs), kwargs)
+        super().__init__(units, use_bias=use_bias, **kwargs)
 
-    def build(self, input_shape):
-        self._add_kernel((input_shape[-1], self.units))
-
-    def call(self, inputs):
-        return ops.matmul(inputs, self.quantized_kernel())
-
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], self.units)
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units}
+    def call(self, inputs, training=None):
+        x = ops.matmul(self._quantized_input(inputs), self.quantized_kernel())
+        if self.bias is not None:
+            x = ops.add(x, self.bias)
+        return x if self.activation is None else self.activation(x)
 
 
 @keras.saving.register_keras_serializable(package="bnn")
-class QuantConv2D(_QuantKernel, keras.layers.Layer):
-    """2-D convolution (stride 1, 'same' padding, channels last) with a quantized kernel.
+class QuantConv2D(_QuantKernel, keras.layers.Conv2D):
+    """2-D convolution of ``Q_in(x)`` with the quantized kernel ``Q(W)``.
 
     Parameters
     ----------
     filters : int
-        Number of output feature maps.
-    kernel_size : int
-        Side of the square filter.
-    quantize_weights, levels, threshold, rotation_seed
-        As in :class:`QuantDense`; d = kernel_size**2 * input channels.
+    kernel_size : int or tuple
+        Default 3.
+    kernel_quantizer, input_quantizer, use_bias
+        As in :class:`QuantDense`.
+    padding : str
+        Default ``'same'``.
+    **kwargs
+        Any other argument of ``keras.layers.Conv2D``, and the original ones as in QuantDense.
     """
 
-    def __init__(self, filters, kernel_size=3, quantize_weights=True, levels=2, threshold=0.0,
-                 kernel_initializer="glorot_uniform", rotation_seed=None, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, filters, kernel_size=3, kernel_quantizer="sign", input_quantizer=None,
+                 use_bias=False, padding="same", **kwargs):
         for name, value in (("filters", filters), ("kernel_size", kernel_size)):
-            if not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or (not isinstance(value, (int, tuple, list))) or (
+                    isinstance(value, int) and value < 1):
                 raise ValueError(f"{name} must be a positive integer. Received: {name}={value}")
-        self.filters = filters
-        self.kernel_size = kernel_size
-        self._init_kernel_args(quantize_weights, levels, threshold, kernel_initializer,
-                               rotation_seed)
-
-    def build(self, input_shape):
-        self._add_kernel((self.kernel_size, self.kernel_size, input_shape[-1], self.filters))
+        self._init_quantizers(kernel_quantizer, input_quantizer, _pop_legacy(kwargs), kwargs)
+        super().__init__(filters, kernel_size, use_bias=use_bias, padding=padding, **kwargs)
 
     def call(self, inputs):
-        return ops.conv(inputs, self.quantized_kernel(), strides=1, padding="same")
-
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], self.filters)
-
-    def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size}
+        outputs = self.convolution_op(self._quantized_input(inputs), self.quantized_kernel())
+        if self.use_bias:
+            bias_shape = ((1,) * (self.rank + 1) + (self.filters,) if self.data_format == "channels_last"
+                          else (1, self.filters) + (1,) * self.rank)
+            outputs = ops.add(outputs, ops.reshape(self.bias, bias_shape))
+        return outputs if self.activation is None else self.activation(outputs)
 
 
 @keras.saving.register_keras_serializable(package="bnn")
-class QuantActivation(_Quantized, keras.layers.Layer):
-    """Quantize activations: ``Q(x)`` forward, straight-through gradient backward.
+class QuantActivation(keras.layers.Layer):
+    """Quantize activations: ``Q(x)`` forward, the quantizer's straight-through gradient backward.
 
-    With ``quantize_activations=False`` the layer is hard tanh, ``clip(x, -1, 1)``: the float
-    function whose gradient the straight-through estimator uses, so the float baseline keeps a
-    nonlinearity (the original repository used the identity, which made it a linear network).
+    Parameters
+    ----------
+    quantizer : str, dict, Quantizer, bool or None
+        Default ``'sign'``. None (or False) makes the layer hard tanh, ``clip(x, -1, 1)``: the float
+        function whose gradient the straight-through estimator uses, so the float baseline keeps a
+        nonlinearity (the original repository used the identity, which made it a linear network).
+        The original ``quantize_activations``, ``levels`` and ``threshold`` are mapped onto it.
     """
 
-    def __init__(self, quantize_activations=True, levels=2, threshold=0.0, **kwargs):
+    def __init__(self, quantizer="sign", **kwargs):
+        legacy = {k: kwargs.pop(k) for k in ("quantize_activations", "levels", "threshold") if k in kwargs}
         super().__init__(**kwargs)
-        self._init_quantizer(quantize_activations, levels, threshold, "quantize_activations")
+        if isinstance(quantizer, bool):
+            legacy.setdefault("quantize_activations", quantizer)
+        if legacy or isinstance(quantizer, bool):
+            quantizer = _legacy_quantizer(legacy.get("quantize_activations", True), legacy.get("levels", 2),
+                                          legacy.get("threshold", 0.0))
+        self.quantizer = quantizers.get(quantizer)
 
     def call(self, inputs):
-        if not self.quantize_activations:
+        if self.quantizer is None:
             return ops.clip(inputs, -1.0, 1.0)
-        return quantize(inputs, self.levels, self.threshold)
+        return self.quantizer(inputs)
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
+    @property
+    def quantize_activations(self):
+        return self.quantizer is not None
+
+    @property
+    def levels(self):
+        return _levels(self.quantizer)
+
+    @property
+    def threshold(self):
+        return _threshold(self.quantizer)
+
     def get_config(self):
-        return {**super().get_config(), **self._quantizer_config("quantize_activations")}
+        return {**super().get_config(), "quantizer": quantizers.serialize(self.quantizer)}

@@ -8,6 +8,7 @@ its scores are not quantized. The input image is not quantized.
 import keras
 
 from bnn.layers import QuantActivation, QuantConv2D, QuantDense
+from bnn.quantizers import Rotated, parse_spec
 from data.layout import IMAGE_SHAPES as INPUT_SHAPES, NUM_CLASSES as N_CLASSES
 
 
@@ -50,35 +51,37 @@ def build_model(config):
         ``conv1.., fc1.., out``; each hidden layer's batch norm is ``<name>_bn`` and its
         activation quantizer ``<name>_act``.
     """
-    quant_w = {"levels": config.levels, "threshold": config.threshold_weights}
-    quant_a = {"levels": config.levels, "threshold": config.threshold_activations}
-    # The first weight layer sees raw pixels; only it may quantize through a rotation.
-    rotation = [config.seed if config.rotate_first_layer else None] + [None] * config.n_hidden
+    def kernel_quantizer(i):
+        if not config.quantize_weights[i]:
+            return None
+        q = parse_spec(config.weight_quantizer)
+        # The first weight layer sees raw pixels; only it may quantize through a rotation.
+        return Rotated(q, config.seed) if i == 0 and config.rotate_first_layer else q
+
+    def activation_quantizer(i):
+        return parse_spec(config.activation_quantizer) if config.quantize_activations[i] else None
+
     x = inputs = keras.Input(INPUT_SHAPES[config.data_set], name="image")
     if config.dropout_in:
         x = keras.layers.Dropout(config.dropout_in, name="dropout_in")(x)
     names = config.layer_names()
     for i, name in enumerate(names[:-1]):
         if i < config.n_conv:
-            x = QuantConv2D(config.conv[i], config.filter_size,
-                            quantize_weights=config.quantize_weights[i], rotation_seed=rotation[i],
-                            name=name, **quant_w)(x)
+            x = QuantConv2D(config.conv[i], config.filter_size, kernel_quantizer=kernel_quantizer(i),
+                            name=name)(x)
             if config.max_pool[i]:
                 x = keras.layers.MaxPooling2D(2, padding="same", name=companion_name(name, "pool"))(x)
         else:
             if i == config.n_conv:
                 x = keras.layers.Flatten(name="flatten")(x)
-            x = QuantDense(config.fc[i - config.n_conv],
-                           quantize_weights=config.quantize_weights[i], rotation_seed=rotation[i],
-                           name=name, **quant_w)(x)
+            x = QuantDense(config.fc[i - config.n_conv], kernel_quantizer=kernel_quantizer(i), name=name)(x)
         x = batch_norm(config, companion_name(name, "bn"))(x)
-        x = QuantActivation(config.quantize_activations[i], name=companion_name(name, "act"), **quant_a)(x)
+        x = QuantActivation(activation_quantizer(i), name=companion_name(name, "act"))(x)
         if config.dropout_hidden:
             x = keras.layers.Dropout(config.dropout_hidden, name=companion_name(name, "dropout"))(x)
     if config.n_conv and not config.fc:
         x = keras.layers.Flatten(name="flatten")(x)
-    x = QuantDense(N_CLASSES, quantize_weights=config.quantize_weights[-1], rotation_seed=rotation[-1],
-                   name="out", **quant_w)(x)
+    x = QuantDense(N_CLASSES, kernel_quantizer=kernel_quantizer(config.n_hidden), name="out")(x)
     # float32 scores even under --dtype_policy mixed_bfloat16, so the loss sees them unrounded
     scores = batch_norm(config, companion_name("out", "bn"), dtype="float32")(x)
     return keras.Model(inputs, scores, name=f"bnn_{config.mode}")

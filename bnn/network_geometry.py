@@ -218,13 +218,30 @@ def next_quantized(dots, filters, batch_norm, levels, threshold):
     2x2 max pool sits between the layer and its batch norm, each dot product is treated as if it
     were the maximum of its window, i.e. the value the quantizer would see were it to win the pool.
     """
+    from bnn.quantizers import from_levels
+
+    return next_quantized_by(dots, filters, batch_norm, from_levels(levels, threshold))
+
+
+def next_quantized_by(dots, filters, batch_norm, quantizer):
+    """:func:`next_quantized` for any activation quantizer: ``quantizer.numpy(BN_j(z))``.
+
+    Parameters
+    ----------
+    dots, filters, batch_norm
+        As in :func:`next_quantized`.
+    quantizer : bnn.quantizers.Quantizer
+        The ``<name>_act`` quantizer. One that uses statistics of its whole input sees the sample.
+
+    Returns
+    -------
+    ndarray, shape (m,)
+    """
     bn = batch_norm
     j = np.asarray(filters)
     scale = bn["gamma"][j] / np.sqrt(bn["variance"][j] + bn["epsilon"])
     z = scale * (np.asarray(dots, dtype=np.float64) - bn["mean"][j]) + bn["beta"][j]
-    if levels == 2:
-        return np.where(z >= 0, 1.0, -1.0)
-    return np.sign(z) * (np.abs(z) > threshold)
+    return np.asarray(quantizer.numpy(z))
 
 
 def rotated_kernel(kernel, R):
@@ -364,10 +381,13 @@ class LayerGeometry:
     ----------
     name : str
     kind : {'conv', 'dense'}
-    levels : int
+    levels : int or None
     threshold : float
         In weight units.
     quantize_weights : bool
+    weight_quantizer, activation_quantizer : bnn.quantizers.Quantizer or None
+        The layer's kernel quantizer and the quantizer after its batch norm; made from ``levels``
+        and the thresholds when not given. The theory angles and `next_quantized` ask them.
     quantized_input : bool
         Whether the input ``A^b`` is quantized (False for the first layer, which sees the image):
         only then do ``A^c`` and ``A^b`` differ.
@@ -418,6 +438,17 @@ class LayerGeometry:
     weights_rotated: np.ndarray = None
     activation_std: float = None
     activation_zero_fraction: float = None
+    weight_quantizer: object = None
+    activation_quantizer: object = None
+
+    def __post_init__(self):
+        # Built from levels and thresholds alone (the original fields): their quantizers.
+        from bnn.quantizers import from_levels
+
+        if self.weight_quantizer is None and self.quantize_weights and self.levels in (2, 3):
+            self.weight_quantizer = from_levels(self.levels, self.threshold)
+        if self.activation_quantizer is None and self.quantize_activations and self.levels in (2, 3):
+            self.activation_quantizer = from_levels(self.levels, self.activation_threshold or 0.0)
 
     @property
     def dim(self):
@@ -437,11 +468,19 @@ class LayerGeometry:
         """Per-filter angle between W^c and W^b, shape (n_filters,), radians."""
         return filter_angles(self.weights_continuous, self.weights_quantized)
 
+    def _theory(self):
+        q = self.weight_quantizer
+        return None if q is None else q.theory(self.weight_std)
+
     def theory_angle(self):
-        return theory_angle(self.levels, self.threshold, self.weight_std)
+        """The weight quantizer's large-d Gaussian angle at this layer's weight std; None without one."""
+        t = self._theory()
+        return None if t is None else t["angle"]
 
     def theory_angle_std(self):
-        return theory_angle_std(self.levels, self.dim, self.threshold, self.weight_std)
+        """Its spread c / sqrt(d) for this layer's d; None without a theory."""
+        t = self._theory()
+        return None if t is None else float(t["angle_std_coefficient"] / np.sqrt(self.dim))
 
     def init_std(self):
         """Standard deviation of the weights at initialization (Keras's ``glorot_uniform``)."""
@@ -450,16 +489,16 @@ class LayerGeometry:
 
     def init_angle(self):
         """Large-d angle between the initial (uniform) weights and their quantization: 30 degrees for
-        binary, `bnn.theory.uniform_quantization_angle` at threshold / `init_std` for ternary."""
-        t = 0.0 if self.levels == 2 else self.threshold / self.init_std()
-        return theory.uniform_quantization_angle(t)
+        binary, `bnn.theory.uniform_quantization_angle` at threshold / `init_std` for ternary; any
+        quantizer's through its step function (`bnn.theory.step_quantizer_uniform_angle`)."""
+        pieces = None if self.weight_quantizer is None else self.weight_quantizer.gaussian_pieces(self.init_std())
+        return None if pieces is None else theory.step_quantizer_uniform_angle(*pieces)
 
     def next_quantized(self, key):
         """`next_quantized` of ``dots[key]``: what the next quantizer outputs; None for ``out``."""
         if not self.quantize_activations:
             return None
-        return next_quantized(self.dots[key], self.filters, self.batch_norm, self.levels,
-                              self.activation_threshold)
+        return next_quantized_by(self.dots[key], self.filters, self.batch_norm, self.activation_quantizer)
 
     def disagreement(self, network_key, other_key):
         """Where the next quantizer maps a pair of dot products to different values; None for ``out``.
@@ -480,7 +519,7 @@ class LayerGeometry:
         fit = regression(x, y)
         if fit["slope"]:
             y = (y - fit["intercept"]) / fit["slope"]
-        q = [next_quantized(v, self.filters, self.batch_norm, self.levels, self.activation_threshold) for v in (x, y)]
+        q = [next_quantized_by(v, self.filters, self.batch_norm, self.activation_quantizer) for v in (x, y)]
         return q[0] != q[1]
 
     def permuted_r_expected(self):
@@ -595,6 +634,7 @@ def network_geometry(model, x, n_points=200_000, batch_size=100, seed=0, rotatio
             n_dot_products=n * per_image[i], filters=picks[i] % t.outputs.shape[-1],
             quantize_activations=t.name != "out" and t.quantize_activations,
             activation_threshold=t.activation_threshold, batch_norm=t.batch_norm,
+            weight_quantizer=t.weight_quantizer, activation_quantizer=t.activation_quantizer,
             input_mean=total / count, input_var=squares / count - (total / count) ** 2, weights_rotated=rotated[i],
             activation_std=float(np.sqrt(max(act_squares / act_count - (act_total / act_count) ** 2, 0.0)))
             if has_act else None,
@@ -922,6 +962,8 @@ def pattern_scores(config, model, x_train, x_test, batch_size=100, packed=None):
                 layer.moving_mean.assign(trained[layer.name][0])
                 layer.moving_variance.assign(trained[layer.name][1])
 
+    own_quantizer = {layer.name: layer.kernel_quantizer for layer in weight_layers}
+
     def start_of(pattern):
         changed = [position[n] for n, q, b in zip(names, pattern, base) if q != b]
         return min(changed) if changed else len(chain)
@@ -938,12 +980,13 @@ def pattern_scores(config, model, x_train, x_test, batch_size=100, packed=None):
             train_h, test_h = _refit(chain[k:s], train_h, test_h, batch_size, packed)
         k = s
         for layer, q in zip(weight_layers, pattern):
-            layer.quantize_weights = bool(q)
+            # continuous weights: the layer's quantizer is taken away for this pattern
+            layer.kernel_quantizer = own_quantizer[layer.name] if q else None
         set_statistics(chain[s:])
         before = _apply(chain[s:], before_h, batch_size, packed)
         after = _refit(chain[s:], train_h, test_h, batch_size, packed)[1]
-        for layer, q in zip(weight_layers, base):
-            layer.quantize_weights = bool(q)
+        for layer in weight_layers:
+            layer.kernel_quantizer = own_quantizer[layer.name]
         yield label, list(pattern), before, after
 
 

@@ -120,6 +120,18 @@ def _kernel_planes(kernel, kind, in_shape):
             for key, bits in planes.items()}
 
 
+def _check_packable(name, kernel_quantizer, act, in_levels):
+    """Refuse, in one line, a layer whose quantizers declare no bit planes (``Quantizer.packing``)
+    or values other than +-1 (and 0): the packed format holds only those."""
+    for role, q, needed in (("weight", kernel_quantizer, in_levels),
+                            ("activation", act.quantizer if act is not None else None, True)):
+        if needed and q is not None and (q.packing is None or q.values is None):
+            what = ("declares no bit-plane packing" if q.packing is None
+                    else "packs as sign planes times a float scale, which the packed format does not hold")
+            raise BnnError(f"layer {name}: {role} quantizer {q.spec()} {what}; bnn.pack exports sign and "
+                           "ternary quantizers (the first layer may be float)")
+
+
 def _check_layers(model):
     for layer in model.layers:
         if not isinstance(layer, _KNOWN):
@@ -161,6 +173,7 @@ def pack_model(model):
                  "kernel_size": int(kernel.shape[0]) if kind == "conv" else None,
                  "pool": companion(model, name, "pool") is not None,
                  "dim": int(np.prod(kernel.shape[:-1]))}
+        _check_packable(name, layer.kernel_quantizer, act, in_levels)
         if in_levels and levels is None:
             raise BnnError(f"layer {name} has float weights (quantize_weights=False or a rotated kernel): "
                            "only the first layer, whose input is the float image, may; "

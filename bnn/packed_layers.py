@@ -140,7 +140,7 @@ class PackedLayers:
         kernel = keras.ops.convert_to_numpy(layer.quantized_kernel())
         d = int(np.prod(kernel.shape[:-1]))
         if isinstance(layer, QuantConv2D):
-            k = layer.kernel_size
+            k = int(kernel.shape[0])  # square filters
             w = tf.constant(pack_conv_kernel(kernel > 0))
             height, width = layer.input.shape[1:3]
             border = tf.constant(border_correction(kernel.astype(np.int32), height, width))

@@ -1,14 +1,15 @@
 """How small and how cheap a network is: weights by bit width, their memory, MACs by precision.
 
 ``bnn.summary(model)`` (this module is callable) or ``python -m bnn.summary --run_dir RUN_DIR``
-prints, per layer, the precision of its input, its output shape, its weights at 1 bit (binary), 2 bits
-(ternary) and 32 bits (float: batch norm, and kernels that are not quantized), their memory, and
-its multiply-accumulates by precision; then the packed and float32 sizes, the compression ratio
-and the share of MACs that are binary or ternary. The table follows ``larq.models.summary``.
+prints, per layer, the precision of its input, its output shape, its weights by bit width (the ``precision``
+each quantizer declares: 1 for sign, 2 for ternary, k for ``uniform:bits=k``; 32 for floats: batch
+norm, kernels that are not quantized or are rotated back), their memory, and its multiply-
+accumulates by precision; then the packed and float32 sizes, the compression ratio and the share
+of MACs below 32 bits. The table follows ``larq.models.summary``.
 
 A MAC is counted at the wider of its two operands: binary only if both the input and the weights
-are binary, ternary if both are at most ternary, else 32-bit (the first layer, whose input is
-the float image, and any layer on the float path).
+are binary, ternary if both are at most ternary, and so on, else 32-bit (the first layer, whose
+input is the float image, and any layer on the float path).
 """
 
 if __name__ == "__main__":  # parse before the imports below load TensorFlow: --help is instant
@@ -26,16 +27,12 @@ import numpy as np
 
 from bnn.layers import QuantActivation, QuantConv2D, QuantDense
 
-BITS = (1, 2, 32)
-_LEVEL_BITS = {2: 1, 3: 2}
+BITS = (1, 2, 32)  # always shown; a quantizer of another precision adds its own column
 
 
-def _kernel_bits(layer):
-    if not layer.quantize_weights:
-        return 32
-    kernel = keras.ops.convert_to_numpy(layer.quantized_kernel())
-    # A rotated first layer (R^T sign(R W)) quantizes a hidden copy: its kernel is float.
-    return _LEVEL_BITS[layer.levels] if np.isin(kernel, (-1.0, 0.0, 1.0)).all() else 32
+def _bits(quantizer):
+    """Bits per value of what ``quantizer`` outputs: its declared ``precision``; 32 for None (float)."""
+    return 32 if quantizer is None else int(quantizer.precision)
 
 
 def _macs(layer):
@@ -56,19 +53,21 @@ def layer_rows(model):
         ``params`` and ``macs`` (each ``{1: n, 2: n, 32: n}``) and ``memory_bytes`` (of the
         params at their bit widths).
     """
+    widths = sorted(set(BITS) | {_bits(q) for layer in model.layers
+                                 for q in (getattr(layer, "kernel_quantizer", None), getattr(layer, "quantizer", None))})
     rows, bits = [], 32  # the image is float
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
-        params, macs = dict.fromkeys(BITS, 0), dict.fromkeys(BITS, 0)
+        params, macs = dict.fromkeys(widths, 0), dict.fromkeys(widths, 0)
         input_bits = bits
         if isinstance(layer, (QuantDense, QuantConv2D)):
-            w_bits = _kernel_bits(layer)
+            w_bits = _bits(layer.kernel_quantizer)
             params[w_bits] += int(np.prod(layer.kernel.shape))
             macs[max(w_bits, input_bits)] += _macs(layer)
             bits = 32
         elif isinstance(layer, QuantActivation):
-            bits = _LEVEL_BITS[layer.levels] if layer.quantize_activations else 32
+            bits = _bits(layer.quantizer)
         else:
             params[32] += sum(int(np.prod(w.shape)) for w in layer.weights)
             if isinstance(layer, keras.layers.BatchNormalization):
@@ -82,14 +81,15 @@ def layer_rows(model):
 def totals(rows):
     """Sums over :func:`layer_rows`: params and MACs by bit width, packed and float32 bytes,
     ``compression`` (float32 / packed) and ``quantized_mac_share`` (binary or ternary MACs / all)."""
-    params = {b: sum(r["params"][b] for r in rows) for b in BITS}
-    macs = {b: sum(r["macs"][b] for r in rows) for b in BITS}
+    widths = sorted(rows[0]["params"]) if rows else list(BITS)
+    params = {b: sum(r["params"][b] for r in rows) for b in widths}
+    macs = {b: sum(r["macs"][b] for r in rows) for b in widths}
     packed = sum(r["memory_bytes"] for r in rows)
     float32 = 4 * sum(params.values())
     all_macs = sum(macs.values())
     return {"params": params, "macs": macs, "packed_bytes": packed, "float32_bytes": float32,
             "compression": float32 / packed if packed else float("nan"),
-            "quantized_mac_share": (macs[1] + macs[2]) / all_macs if all_macs else 0.0}
+            "quantized_mac_share": sum(n for b, n in macs.items() if b < 32) / all_macs if all_macs else 0.0}
 
 
 def _count(n):
@@ -98,23 +98,28 @@ def _count(n):
 
 def format_summary(name, rows, tot):
     """The table of :func:`summary` as text."""
-    header = ["Layer", "Input prec. (bit)", "Outputs", "# 1-bit", "# 2-bit", "# 32-bit",
-              "Memory (kB)", "1-bit MACs", "2-bit MACs", "32-bit MACs"]
+    bits = sorted(tot["params"])
+    header = ["Layer", "Input prec. (bit)", "Outputs", *(f"# {b}-bit" for b in bits),
+              "Memory (kB)", *(f"{b}-bit MACs" for b in bits)]
     table = [[r["name"], str(r["input_bits"]), str(r["output_shape"]).replace(" ", ""),
-              *(_count(r["params"][b]) for b in BITS), f"{r['memory_bytes'] / 1e3:.2f}",
-              *(_count(r["macs"][b]) for b in BITS)] for r in rows]
-    table.append(["Total", "", "", *(_count(tot["params"][b]) for b in BITS),
-                  f"{tot['packed_bytes'] / 1e3:.2f}", *(_count(tot["macs"][b]) for b in BITS)])
+              *(_count(r["params"][b]) for b in bits), f"{r['memory_bytes'] / 1e3:.2f}",
+              *(_count(r["macs"][b]) for b in bits)] for r in rows]
+    table.append(["Total", "", "", *(_count(tot["params"][b]) for b in bits),
+                  f"{tot['packed_bytes'] / 1e3:.2f}", *(_count(tot["macs"][b]) for b in bits)])
+    if tuple(bits) == BITS:
+        packed_at, quantized = "1-bit binary, 2-bit ternary, 32-bit float weights", "Binary or ternary"
+    else:
+        packed_at, quantized = "weights at their quantizers' precision", "Below 32-bit"
     widths = [max(len(row[i]) for row in [header] + table) for i in range(len(header))]
     line = lambda row: "  ".join(c.ljust(w) if i < 3 else c.rjust(w)  # noqa: E731
                                  for i, (c, w) in enumerate(zip(row, widths)))
     rule = "-" * len(line(header))
     out = [f"{name} summary", rule, line(header), rule, *map(line, table[:-1]), rule, line(table[-1]), rule]
     out += [f"Total params: {sum(tot['params'].values()):,}",
-            f"Packed size (1-bit binary, 2-bit ternary, 32-bit float weights): {tot['packed_bytes'] / 1e6:.3f} MB",
+            f"Packed size ({packed_at}): {tot['packed_bytes'] / 1e6:.3f} MB",
             f"Float32 size: {tot['float32_bytes'] / 1e6:.3f} MB",
             f"Memory compression ratio: {tot['compression']:.1f}x",
-            f"Binary or ternary MACs: {100 * tot['quantized_mac_share']:.2f}% of "
+            f"{quantized} MACs: {100 * tot['quantized_mac_share']:.2f}% of "
             f"{sum(tot['macs'].values()):,}"]
     return "\n".join(out)
 

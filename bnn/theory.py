@@ -28,6 +28,9 @@ __all__ = [
     "ternary_cosine",
     "ternary_angle",
     "ternary_angle_std",
+    "step_quantizer_theory",
+    "best_step_quantizer_parameter",
+    "step_quantizer_uniform_angle",
     "ternary_zero_fraction",
     "optimal_ternary_threshold",
     "quantization_angle_pdf_large_d",
@@ -452,3 +455,115 @@ def glorot_uniform_std(fan_in, fan_out):
     """Standard deviation of Keras's ``glorot_uniform`` initializer: limit sqrt(6/(fan_in + fan_out)),
     std limit/sqrt 3 = sqrt(2/(fan_in + fan_out)) (Glorot & Bengio 2010)."""
     return float(np.sqrt(2.0 / (fan_in + fan_out)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Any step-function quantizer: the theory every quantizer object gets from its Gaussian pieces
+# --------------------------------------------------------------------------------------------------
+
+
+def _partial_moments(a, b, n_max=4):
+    """``M_n = int_a^b x^n phi(x) dx`` for n = 0..n_max (a, b may be infinite).
+
+    From ``d/dx (x^(n-1) phi) = (n-1) x^(n-2) phi - x^n phi``:
+    ``M_n = a^(n-1) phi(a) - b^(n-1) phi(b) + (n-1) M_(n-2)``, with the boundary terms 0 at +-inf.
+    """
+
+    def edge(x, k):  # x^k phi(x), 0 at infinity
+        return 0.0 if np.isinf(x) else x**k * stats.norm.pdf(x)
+
+    m = [stats.norm.cdf(b) - stats.norm.cdf(a), edge(a, 0) - edge(b, 0)]
+    for n in range(2, n_max + 1):
+        m.append(edge(a, n - 1) - edge(b, n - 1) + (n - 1) * m[n - 2])
+    return m
+
+
+def step_quantizer_theory(edges, values):
+    """Large-d geometry of a step-function quantizer applied to u ~ N(0, I_d), coordinate-wise.
+
+    Parameters
+    ----------
+    edges : sequence of float, increasing, length k - 1
+        Where the quantizer steps, in standard deviations of u.
+    values : sequence of float, length k
+        Its value on each of the k intervals ``(-inf, edges[0]), ..., (edges[-1], inf)``.
+
+    Returns
+    -------
+    dict
+        ``angle`` (radians): the limit of the angle between u and Q(u); ``angle_std_coefficient``:
+        c in the spread ``c / sqrt(d)`` of that angle; ``zero_fraction``: P(Q(u) = 0).
+
+    Notes
+    -----
+    cos = A / sqrt(B C) with the coordinate means A, B, C of a = u Q(u), b = u^2, c = Q(u)^2, so the
+    limit is ``E[u Q] / sqrt(E[Q^2])`` and, by the delta method, ``Var cos = g^T S g / d`` with g the
+    gradient of A / sqrt(B C) at the means and S the covariance of (a, b, c); the angle's spread is
+    ``sqrt(Var cos) / sin(angle)``. Every moment is a sum over the intervals of
+    ``v^m int x^n phi`` (`_partial_moments`), so this is exact for any step function; for sign it
+    gives `BINARY_ANGLE_STD_COEFFICIENT` and for ternarization `ternary_angle` / `ternary_angle_std`.
+    """
+    edges = [float(e) for e in edges]
+    values = [float(v) for v in values]
+    if len(values) != len(edges) + 1 or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"need increasing edges and one more value than edges. Received: edges={edges}, "
+                         f"values={values}")
+    bounds = [-np.inf, *edges, np.inf]
+    e = {}  # e[(n, m)] = E[u^n Q(u)^m]
+    zero = 0.0
+    for v, a, b in zip(values, bounds, bounds[1:]):
+        m = _partial_moments(a, b)
+        for n in range(5):
+            for k in range(5):
+                e[(n, k)] = e.get((n, k), 0.0) + v**k * m[n]
+        zero += m[0] if v == 0 else 0.0
+    A, B, C = e[(1, 1)], e[(2, 0)], e[(0, 2)]
+    if C <= 0:
+        raise ValueError(f"the quantizer maps almost every value to 0. Received: edges={edges}, values={values}")
+    cos = A / np.sqrt(B * C)
+    S = np.array([[e[(2, 2)] - A * A, e[(3, 1)] - A * B, e[(1, 3)] - A * C],
+                  [e[(3, 1)] - A * B, e[(4, 0)] - B * B, e[(2, 2)] - B * C],
+                  [e[(1, 3)] - A * C, e[(2, 2)] - B * C, e[(0, 4)] - C * C]])
+    r = np.sqrt(B * C)
+    g = np.array([1 / r, -A / (2 * B * r), -A / (2 * C * r)])
+    sin = np.sqrt(max(1 - cos**2, 0.0))
+    coefficient = float(np.sqrt(max(g @ S @ g, 0.0)) / sin) if sin > 0 else 0.0
+    return {"angle": float(np.arccos(np.clip(cos, -1, 1))), "angle_std_coefficient": coefficient,
+            "zero_fraction": float(zero)}
+
+
+def best_step_quantizer_parameter(pieces, low, high):
+    """The parameter p in (low, high) whose step function ``pieces(p) = (edges, values)`` keeps the
+    most direction: the smallest `step_quantizer_theory` angle, by bounded Brent minimisation.
+
+    Returns
+    -------
+    p_star : float
+    theory : dict
+        `step_quantizer_theory` at ``p_star``.
+    """
+    res = optimize.minimize_scalar(lambda p: step_quantizer_theory(*pieces(p))["angle"],
+                                   bounds=(low, high), method="bounded", options={"xatol": 1e-9})
+    return float(res.x), step_quantizer_theory(*pieces(res.x))
+
+
+def step_quantizer_uniform_angle(edges, values):
+    """Large-d angle between u with i.i.d. uniform entries of unit variance (U[-sqrt 3, sqrt 3], the
+    shape of Keras's ``glorot_uniform`` initialization) and a step-function quantization of it.
+
+    Parameters
+    ----------
+    edges, values
+        As in `step_quantizer_theory`, in standard deviations of u.
+
+    Returns
+    -------
+    float, radians
+        ``arccos(E[u Q] / sqrt(E[u^2] E[Q^2]))`` with E[u^2] = 1, each expectation a sum of
+        polynomial integrals over the intervals; `uniform_quantization_angle` for ternarization.
+    """
+    a = float(np.sqrt(3))
+    bounds = np.clip([-np.inf, *map(float, edges), np.inf], -a, a)
+    xq = sum(v * (hi**2 - lo**2) / 2 for v, lo, hi in zip(values, bounds, bounds[1:])) / (2 * a)
+    qq = sum(v**2 * (hi - lo) for v, lo, hi in zip(values, bounds, bounds[1:])) / (2 * a)
+    return float(np.arccos(np.clip(xq / np.sqrt(qq), -1, 1))) if qq > 0 else float(np.pi / 2)

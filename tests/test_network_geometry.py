@@ -17,6 +17,7 @@ from bnn import network_geometry as ng
 from bnn import geometry, plotting, theory
 from bnn.config import RunConfig
 from bnn.layer_tensors import inspect_network
+from bnn.quantizers import Ternary
 from bnn.model import build_model
 
 LIMIT = np.arccos(np.sqrt(2 / np.pi))
@@ -388,7 +389,8 @@ def test_initialization_angle_is_thirty_degrees_for_binary():
 
 def test_ternary_thresholds_in_units_of_what_they_quantize():
     _, model, x = _network(levels=3)
-    model.get_layer("conv2_act").threshold = 0.3  # an activation threshold of its own, read from the layer
+    # an activation threshold of its own, read from the layer's quantizer
+    model.get_layer("conv2_act").quantizer = Ternary(0.3)
     layers, _ = ng.network_geometry(model, x, n_points=500, batch_size=3)
     inspected = inspect_network(model, x)
     for layer, ref in zip(layers[:-1], inspected[:-1]):

@@ -45,7 +45,7 @@ def test_layers_without_a_binary_kernel_and_binary_input_are_not_packed():
     assert [layer.name for layer in model.layers if packed.get(layer)] == ["conv2", "fc1", "out"]
     _, model = tiny_network(**MLP, rotate_first_layer=True)
     packed = PackedLayers(model.layers[1:])
-    model.get_layer("fc2").quantize_weights = False  # what a pattern of the experiment does
+    model.get_layer("fc2").kernel_quantizer = None  # what a pattern of the experiment does
     assert [layer.name for layer in model.layers if packed.get(layer)] == ["out"]
 
 

@@ -223,3 +223,77 @@ def test_uniform_quantization_angle():
         assert np.arccos(cos).mean() == pytest.approx(theory.uniform_quantization_angle(t), abs=2e-3)
     assert theory.uniform_quantization_angle(2.0) == pytest.approx(np.pi / 2)  # t > sqrt(3): all zeros
     assert theory.glorot_uniform_std(100, 50) == pytest.approx(np.sqrt(6 / 150) / np.sqrt(3))
+
+
+# -- the theory every quantizer object declares, against Monte Carlo -----------------------------------
+
+from bnn import quantizers as qz  # noqa: E402
+
+
+def _monte_carlo(q, d, n, std, seed):
+    """Angles between n Gaussian vectors of dimension d (entries N(0, std^2)) and their quantization,
+    and the fraction of zeros, with the quantizer's own numpy reference (one vector per column)."""
+    x = np.random.default_rng(seed).normal(scale=std, size=(d, n)).astype("float32")
+    y = q.numpy(x).astype("float64")
+    cos = (x * y).sum(0) / np.linalg.norm(x, axis=0) / np.linalg.norm(y, axis=0)
+    return np.arccos(np.clip(cos, -1, 1)), float(np.mean(y == 0))
+
+
+@pytest.mark.parametrize("q, std", [
+    (qz.Sign(), 1.0), (qz.Ternary(0.05), 0.1), (qz.Ternary(0.612, relative=True), 3.0), (qz.ScaledSign(), 0.5),
+    (qz.Uniform(2), 0.4), (qz.Uniform(3, step=0.6, relative=True), 1.0), (qz.Uniform(4), 0.3),
+    (qz.Uniform(8, step=0.02), 1.0),
+], ids=repr)
+def test_every_built_in_theory_matches_monte_carlo(q, std):
+    d, n = 2000, 400
+    angles, zeros = _monte_carlo(q, d, n, std, seed=1)
+    t = q.theory(std)
+    # the mean of n angles has standard error c / sqrt(d n); allow 5 of them plus the O(1/d) bias
+    c = t["angle_std_coefficient"]
+    assert angles.mean() == pytest.approx(t["angle"], abs=5 * c / np.sqrt(d * n) + 1e-3)
+    assert angles.std() * np.sqrt(d) == pytest.approx(c, rel=0.15)
+    assert zeros == pytest.approx(t["zero_fraction"], abs=0.01)
+
+
+def test_step_theory_reproduces_the_closed_forms():
+    for t in (0.0, 0.3, 0.612, 1.5):
+        numbers = qz.Ternary(t, relative=True).theory()
+        assert numbers["angle"] == pytest.approx(float(theory.ternary_angle(t)), rel=1e-9)
+        assert numbers["angle_std_coefficient"] == pytest.approx(float(theory.ternary_angle_std(t, 1)), rel=1e-9)
+        assert numbers["zero_fraction"] == pytest.approx(float(theory.ternary_zero_fraction(t)), abs=1e-12)
+    assert qz.Sign().theory()["angle_std_coefficient"] == pytest.approx(theory.BINARY_ANGLE_STD_COEFFICIENT)
+    assert qz.ScaledSign().theory()["angle"] == pytest.approx(theory.binary_limit_angle())
+
+
+def test_best_parameters():
+    best = qz.Ternary().best_parameter()
+    assert best["name"] == "threshold"
+    assert best["value"] == pytest.approx(theory.optimal_ternary_threshold(), abs=1e-6)
+    angles = {}
+    for bits in (2, 3, 4, 8):
+        best = qz.Uniform(bits).best_parameter()
+        # the best step is a minimum: a step 10 % either side keeps less direction
+        for f in (0.9, 1.1):
+            worse = qz.Uniform(bits, step=best["value"] * f, relative=True).theory()["angle"]
+            assert worse > best["angle"]
+        angles[bits] = best["angle"]
+    # more bits keep more direction; 2 bits beat the best ternary quantizer
+    assert angles[2] > angles[3] > angles[4] > angles[8] and angles[2] < qz.Ternary().best_parameter()["angle"]
+    # the best 2-bit uniform quantizer on a Gaussian (Max 1960 lists step 0.9957 for 4 levels)
+    assert qz.Uniform(2).best_parameter()["value"] == pytest.approx(0.9957, abs=2e-3)
+
+
+def test_uniform_input_step_theory_reproduces_the_ternary_closed_form():
+    for t in (0.0, 0.5, 1.2):
+        edges, values = ([0.0], [-1.0, 1.0]) if t == 0 else ([-t, t], [-1.0, 0.0, 1.0])
+        assert theory.step_quantizer_uniform_angle(edges, values) == pytest.approx(
+            theory.uniform_quantization_angle(t), rel=1e-12)
+
+
+def test_quantizer_theory_command(capsys):
+    from bnn import quantizer_theory
+
+    assert quantizer_theory.main(["sign", "uniform:bits=2", "--d", "400", "--n", "40"]) == 0
+    out = capsys.readouterr().out
+    assert "sign                  1  -                        37.07" in out
+    assert "uniform:bits=2        2  step 0.9957              20.17" in out
