@@ -43,6 +43,8 @@ SILENCE_SECONDS = 60.0
 # Barriers wait for the slowest process (process 0 writing a checkpoint): the watchdog, not
 # this timeout, is what ends a run whose process is gone.
 BARRIER_MS = 24 * 3600 * 1000
+# How long an unexpected error waits for the watchdog to name a lost process instead.
+LOSS_GRACE_SECONDS = 5.0
 _KV_WATCHDOG = "bnn/watchdog_port"
 
 
@@ -144,6 +146,10 @@ def join(config, print_fn=print):
     try:
         yield
     except BaseException as e:
+        if not isinstance(e, KeyboardInterrupt) and not hasattr(e, "exit_status"):
+            # A collective fails at once when a peer's connection drops (gloo: "connection
+            # reset"): let the watchdog say so in its one line instead of this traceback.
+            _state.watchdog.lost.wait(LOSS_GRACE_SECONDS)
         _state.watchdog.abandon()
         status = 130 if isinstance(e, KeyboardInterrupt) else getattr(e, "exit_status", 1)
         # Registered after JAX's own shutdown hook, so it runs first: JAX's would wait for the
@@ -252,6 +258,7 @@ class Watchdog:
 
     def __init__(self, host, n, i):
         self.index, self.lock, self.peers, self.done = i, threading.Lock(), {}, False
+        self.lost = threading.Event()  # set as the process is about to end for a lost peer
         if i == 0:
             self.server = socket.create_server((host, 0))
             _state.client.key_value_set(_KV_WATCHDOG, str(self.server.getsockname()[1]))
@@ -317,6 +324,7 @@ class Watchdog:
             if self.done:
                 return
             self.done = True
+            self.lost.set()
             for sock in self.peers.values():
                 with contextlib.suppress(OSError):
                     if self.index == 0:
