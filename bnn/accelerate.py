@@ -59,19 +59,32 @@ def devices():
     return [d.name for d in tf.config.list_logical_devices("CPU")]
 
 
+class _Auto:
+    jit_compile = None  # the form --jit_compile auto chose for the run in progress (bnn.jit_auto)
+
+
+def set_auto_jit_compile(on):
+    """Make ``--jit_compile auto`` mean ``on`` (a bool) until the session ends."""
+    _Auto.jit_compile = on
+
+
 def jit_compile(config):
     """Whether to compile the train step with XLA: ``--jit_compile on|off``, or ``auto``.
 
-    ``auto`` is on, but under ``tf.distribute``, where Keras itself turns XLA off. On JAX,
-    ``jit_compile=False`` means op-by-op eager execution. On a TensorFlow CPU it follows
-    ``benchmarks/bench_train.py`` (2-core CPU, TensorFlow 2.21, BFC allocator, see
-    bnn/__init__.py): XLA trains the paper's conv network on 19% less CPU time per step
-    (2599 against 3216 ms, best round 38.0 against 30.4 images/s) and the 3x2048 MLP about
-    twice as fast. (An earlier measurement with another harness found XLA slower on the conv
-    network; it is not repeated on this machine.)
+    ``auto`` is what :mod:`bnn.jit_auto` chose for the run in progress (by timing both forms on
+    this machine), else :func:`rule_jit_compile`. On JAX, ``jit_compile=False`` means op-by-op
+    eager execution.
     """
     if config.jit_compile != "auto":
         return config.jit_compile == "on"
+    if _Auto.jit_compile is not None:
+        return _Auto.jit_compile
+    return rule_jit_compile(config)
+
+
+def rule_jit_compile(config):
+    """The form ``auto`` took before it measured: on, but under ``tf.distribute``, where Keras
+    itself turns XLA off (runs begun then resume with it, bit-identically)."""
     if backend() == "jax":
         return True
     if backend() != "tensorflow":
@@ -137,6 +150,7 @@ def session(config, print_fn=print):
             yield
     finally:
         keras.config.set_dtype_policy("float32")
+        _Auto.jit_compile = None
 
 
 def distributing(config):

@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from bnn import accelerate, cluster, runs
+from bnn import accelerate, cluster, jit_auto, runs
 from bnn.config import DEBUG_SIZES
 from bnn.errors import BnnError, RunIOError, TrainingDiverged
 from bnn.files import atomic_write
@@ -328,8 +328,11 @@ def _train_and_evaluate(config, verbose, print_fn):
     # Everything that can fail on bad input is checked before the run directory is created.
     # Over several processes, all start from the checkpoint process 0 sees.
     resume_from = cluster.agree("resume_from", _newest_checkpoint(runs.run_dir_of(config)))
+    jit_choice = _choose_jit_compile(config, data, resume_from, print_fn)
     model = None if resume_from else _fresh_model(config, print_fn)
     run_dir = runs.prepare_run_dir(config) if cluster.is_writer() else runs.run_dir_of(config)
+    if jit_choice is not None:
+        jit_auto.remember(run_dir, jit_choice)
     try:
         if cluster.is_writer():
             model, initial_epoch = _resume(config, run_dir, model, print_fn)
@@ -347,6 +350,54 @@ def _train_and_evaluate(config, verbose, print_fn):
     finally:
         if cluster.is_writer():
             runs.release_run_dir(run_dir)
+
+
+def _choose_jit_compile(config, data, resume_from, print_fn):
+    """``--jit_compile auto``: settle the run's compiled form (bnn.jit_auto) before any model is
+    built; return the choice to store in the run directory (None where nothing is stored).
+
+    Over several processes, process 0 chooses (timing its own share of a batch on its own
+    devices, outside the run's distribution, so that no collective waits on the others) and
+    the others take its answer.
+    """
+    if config.jit_compile != "auto":
+        return None
+    choice = None
+    if cluster.is_writer():
+        if accelerate.backend() == "tensorflow" and accelerate.distributing(config):
+            choice = {"jit_compile": False, "source": "rule"}  # Keras turns XLA off under tf.distribute
+        else:
+            batch = _shares((data.x_train[:config.batch_size], data.y_train[:config.batch_size]),
+                            config.batch_size)
+
+            def make_model(on):
+                model = compile_model(build_model(config), config)
+                model.jit_compile = on
+                return model
+
+            with _local_only():
+                choice = jit_auto.choose(config, runs.run_dir_of(config), make_model, batch,
+                                         len(accelerate.devices()) if accelerate.distributing(config) else 1,
+                                         resuming=bool(resume_from),
+                                         rule=accelerate.rule_jit_compile(config))
+        print_fn(jit_auto.describe(choice))
+    on = cluster.agree("jit_compile", int(choice["jit_compile"]) if choice else 0)
+    accelerate.set_auto_jit_compile(bool(on))
+    return choice if cluster.is_writer() else None
+
+
+@contextlib.contextmanager
+def _local_only():
+    """Over several processes: no distribution (this process's devices alone) for the block."""
+    if cluster.count() == 1:
+        yield
+        return
+    current = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(current)
 
 
 def _newest_checkpoint(run_dir):
