@@ -13,7 +13,8 @@ figure to quote for what binarization costs.
     python benchmarks/bench_train.py --memory        # peak RSS of CIFAR-10 training, batch 50
 
 A variant is ``binary`` or ``float`` (``--continuous``) with options joined by ``/``: ``xla``,
-``noxla`` or ``auto`` (``--jit_compile``; default ``auto``), ``bf16`` (``--dtype_policy
+``noxla`` or ``auto`` (``--jit_compile``; default ``auto``, here the rule, not a measurement),
+``stopgrad`` (the straight-through gradient through stop_gradient, not custom_gradient), ``bf16`` (``--dtype_policy
 mixed_bfloat16``), ``spe=N`` (``--steps_per_execution N``), ``malloc`` (TensorFlow's CPU tensors
 from ``malloc``, ``TF_CPU_ALLOCATOR_USE_BFC=false``, as before bnn chose its BFC allocator; see
 bnn/__init__.py); or ``larq/binary``, ``larq/float``:
@@ -48,6 +49,30 @@ DEFAULT_STEPS = {"conv": 4, "mlp": 40}
 JIT = {"xla": "on", "noxla": "off", "auto": "auto"}
 # Options that set the worker's environment instead of a RunConfig field.
 ENV_OPTIONS = {"malloc": {"TF_CPU_ALLOCATOR_USE_BFC": "false"}}
+# Options that change the worker's code: ``stopgrad`` gives the quantizers the same
+# straight-through gradient through stop_gradient instead of a custom_gradient (its cost).
+CODE_OPTIONS = ("stopgrad",)
+
+
+def stop_gradient_ste(forward, cancel=True):
+    """``bnn.quantizers.straight_through`` without ``custom_gradient``: ``x*m + sg(q(x) - x*m)``,
+    ``m = 1[|x| <= 1]`` (or 1), whose gradient is ``m`` and whose value is ``q(x)`` (up to
+    rounding, which a speed benchmark does not mind)."""
+    from keras import ops
+
+    def f(x):
+        through = x * ops.cast(ops.abs(x) <= 1.0, x.dtype) if cancel else x
+        return through + ops.stop_gradient(forward(x) - through)
+
+    return f
+
+
+def patch_code(options):
+    if "stopgrad" in options:
+        from bnn import quantizers
+
+        quantizers._binarize = {c: stop_gradient_ste(quantizers._sign, c) for c in (True, False)}
+        quantizers.straight_through = stop_gradient_ste
 
 
 def parse_variant(variant):
@@ -63,7 +88,7 @@ def parse_variant(variant):
             overrides["dtype_policy"] = "mixed_bfloat16"
         elif option.startswith("spe="):
             overrides["steps_per_execution"] = int(option[4:])
-        elif option not in ENV_OPTIONS:
+        elif option not in ENV_OPTIONS and option not in CODE_OPTIONS:
             raise SystemExit(f"error: unknown option {option!r} in variant {variant!r}")
     return overrides
 
@@ -104,6 +129,7 @@ def time_steps(model, x, y, batch_size, steps):
 
 def worker(net, variant, steps, batch_size):
     """Serve timing rounds on stdin / stdout: print 'ready', then seconds per step for each 'go'."""
+    patch_code(variant.split("/")[1:])
     model, config, jit = make_model(net, batch_size, **parse_variant(variant))
     x, y = random_data(config, batch_size * steps)
     time_steps(model, x, y, batch_size, 2)  # warm-up: tracing, compilation, first allocation

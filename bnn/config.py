@@ -113,8 +113,9 @@ class RunConfig:
     dtype_policy: str = _arg("float32", "float32, or mixed_bfloat16: layers compute in bfloat16, "
                              "latent weights, batch norm and the loss stay float32",
                              choices=DTYPE_POLICIES, group="devices and speed")
-    jit_compile: str = _arg("auto", "compile the train step with XLA: on, off, or auto (on, "
-                            "but under tf.distribute)", choices=JIT_MODES, group="devices and speed")
+    jit_compile: str = _arg("auto", "compile the train step with XLA: on, off, or auto (the "
+                            "faster on this machine, timed once and remembered in ~/.cache/bnn; a "
+                            "resumed run keeps its form)", choices=JIT_MODES, group="devices and speed")
     steps_per_execution: int = _arg(0, "training steps per call into the compiled function "
                                     "(0: 1 on CPU, 32 on GPU/TPU)", group="devices and speed")
     distribute: bool = _arg(False, "train data-parallel on all visible GPUs (or CPU devices)",
