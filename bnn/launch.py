@@ -51,7 +51,7 @@ def command_of(words):
     return [sys.executable, *words] if words[0].endswith(".py") else list(words)
 
 
-def launch(count, command, port=None, print_fn=print, grace=GRACE_SECONDS):
+def launch(count, command, port=None, print_fn=None, grace=GRACE_SECONDS):
     """Run ``command`` as ``count`` processes of one run; return the exit status.
 
     Parameters
@@ -62,8 +62,8 @@ def launch(count, command, port=None, print_fn=print, grace=GRACE_SECONDS):
         The command each process runs (``['run_bnn.py', '--data_set', 'MNIST', ...]``).
     port : int or None
         The coordinator's port on 127.0.0.1 (None: a free one).
-    print_fn : callable
-        Where the prefixed output lines go.
+    print_fn : callable or None
+        Where the prefixed output lines go (None: stdout, flushed line by line).
 
     Returns
     -------
@@ -71,6 +71,9 @@ def launch(count, command, port=None, print_fn=print, grace=GRACE_SECONDS):
         0 if every process succeeded; else the status of the first that failed (130 after
         Ctrl-C).
     """
+    if print_fn is None:
+        def print_fn(line):  # at once, also into a pipe: the log shows each line as it comes
+            print(line, flush=True)
     address = f"{HOST}:{port or free_port()}"
     lock = threading.Lock()
     procs = []
