@@ -204,6 +204,90 @@ def bench(net, variants, rounds, steps, batch_size, larq=None, backend=None):
     return times
 
 
+ADAM_CODE = """
+import os, sys, time, statistics
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf
+if os.environ.get("TF_USE_LEGACY_KERAS") == "1":
+    import tf_keras as keras
+else:
+    import keras
+shapes = {shapes!r}
+variables = [tf.Variable(tf.random.uniform(s, -1, 1)) for s in shapes]
+grads = [tf.random.uniform(s, -1, 1) for s in shapes]
+opt = keras.optimizers.Adam(learning_rate=1e-3, clipvalue=1.0)
+step = tf.function(lambda: opt.apply_gradients(zip(grads, variables)))
+step()
+times = []
+for _ in range({rounds}):
+    start = time.process_time()
+    step()
+    times.append(time.process_time() - start)
+print("%.1f %.1f %.1f" % (1000 * statistics.median(times), 1000 * min(times), 1000 * max(times)))
+"""
+
+
+BN_CODE = """
+import os, sys, time, statistics
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf
+if os.environ.get("TF_USE_LEGACY_KERAS") == "1":
+    import tf_keras as keras
+else:
+    import keras
+# the conv network's batch-norm inputs at batch 50: (50, 32, 32, 128) ... (50, 4, 4, 512)
+shapes = [(50, 32, 32, 128), (50, 16, 16, 128), (50, 16, 16, 256), (50, 8, 8, 256), (50, 8, 8, 512), (50, 4, 4, 512)]
+layers = [keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-4) for _ in shapes]
+xs = [tf.random.uniform(s, -1, 1) for s in shapes]
+
+@tf.function
+def step():
+    with tf.GradientTape() as tape:
+        tape.watch(xs)
+        loss = tf.add_n([tf.reduce_sum(layer(x, training=True)) for layer, x in zip(layers, xs)])
+    return tape.gradient(loss, xs)
+
+step()
+times = []
+for _ in range({rounds}):
+    start = time.process_time()
+    step()
+    times.append(time.process_time() - start)
+print("%.1f %.1f %.1f" % (1000 * statistics.median(times), 1000 * min(times), 1000 * max(times)))
+"""
+
+
+def _keras_3_and_tf_keras(code, larq):
+    """Run ``code`` (it prints 'median min max') in Keras 3 here and in tf-keras under ``larq``."""
+    for name, python, env in (("Keras 3", sys.executable, {}), ("tf-keras", larq, {"TF_USE_LEGACY_KERAS": "1"})):
+        if python is None:
+            continue
+        out = subprocess.run([python, "-c", code], env={**os.environ, **env}, capture_output=True,
+                             text=True, check=True).stdout.split()
+        print(f"  {name:9s} {out[0]} ({out[1]}-{out[2]})")
+
+
+def batch_norm(rounds, larq):
+    """CPU ms of forward and backward through the conv network's six batch norms (training mode)."""
+    print(f"batch norm forward + backward, the conv network's 6 layers at batch 50, CPU ms median "
+          f"(min-max) of {rounds}:")
+    _keras_3_and_tf_keras(BN_CODE.format(rounds=rounds), larq)
+
+
+def adam(rounds, larq):
+    """CPU ms of one Adam update (gradient clipping included) of the conv network's weights:
+    Keras 3 here, tf-keras in the Python given with ``--larq``."""
+    import math
+
+    from bnn.config import RunConfig
+    from bnn.model import build_model
+
+    shapes = [tuple(w.shape) for w in build_model(RunConfig(**NETS["conv"]).resolve()).trainable_weights]
+    print(f"Adam update of the conv network's {sum(math.prod(s) for s in shapes):,} "
+          f"weights ({len(shapes)} tensors), CPU ms median (min-max) of {rounds}:")
+    _keras_3_and_tf_keras(ADAM_CODE.format(shapes=shapes, rounds=rounds), larq)
+
+
 def memory(steps, batch_size):
     """Peak resident memory of a child process that trains the CIFAR-10 network."""
     code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); "
@@ -228,6 +312,8 @@ def main():
                    help="Keras backend of the workers (default: $KERAS_BACKEND, else tensorflow)")
     p.add_argument("--larq", metavar="PYTHON", help="a Python with larq 0.14: adds larq/binary")
     p.add_argument("--memory", action="store_true", help="measure peak RSS instead of speed")
+    p.add_argument("--adam", action="store_true", help="time one Adam update and the batch norms of the "
+                   "conv network in Keras 3 and (with --larq) tf-keras, instead of whole steps")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -235,6 +321,10 @@ def main():
         return
     if args.memory:
         memory(args.steps or 20, args.batch_size)
+        return
+    if args.adam:
+        adam(args.rounds, args.larq)
+        batch_norm(args.rounds, args.larq)
         return
     variants = args.variants + (["larq/binary"] if args.larq and "larq/binary" not in args.variants
                                 else [])
