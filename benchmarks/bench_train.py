@@ -11,6 +11,7 @@ figure to quote for what binarization costs.
     python benchmarks/bench_train.py --net conv --larq /work/larq-venv/bin/python
     python benchmarks/bench_train.py --backend jax --variants binary float binary/bf16
     python benchmarks/bench_train.py --memory        # peak RSS of CIFAR-10 training, batch 50
+    python benchmarks/bench_train.py --adam --larq /work/larq-venv/bin/python   # Adam, batch norm alone
 
 A variant is ``binary`` or ``float`` (``--continuous``) with options joined by ``/``: ``xla``,
 ``noxla`` or ``auto`` (``--jit_compile``; default ``auto``, here the rule, not a measurement),
@@ -204,7 +205,8 @@ def bench(net, variants, rounds, steps, batch_size, larq=None, backend=None):
     return times
 
 
-ADAM_CODE = """
+# Timing of one part in Keras 3 or tf-keras: CODE_HEAD + the part's code (defining step()) + CODE_TAIL.
+CODE_HEAD = """
 import os, sys, time, statistics
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf
@@ -212,11 +214,8 @@ if os.environ.get("TF_USE_LEGACY_KERAS") == "1":
     import tf_keras as keras
 else:
     import keras
-shapes = {shapes!r}
-variables = [tf.Variable(tf.random.uniform(s, -1, 1)) for s in shapes]
-grads = [tf.random.uniform(s, -1, 1) for s in shapes]
-opt = keras.optimizers.Adam(learning_rate=1e-3, clipvalue=1.0)
-step = tf.function(lambda: opt.apply_gradients(zip(grads, variables)))
+"""
+CODE_TAIL = """
 step()
 times = []
 for _ in range({rounds}):
@@ -226,15 +225,16 @@ for _ in range({rounds}):
 print("%.1f %.1f %.1f" % (1000 * statistics.median(times), 1000 * min(times), 1000 * max(times)))
 """
 
+ADAM_CODE = CODE_HEAD + """
+shapes = {shapes!r}
+variables = [tf.Variable(tf.random.uniform(s, -1, 1)) for s in shapes]
+grads = [tf.random.uniform(s, -1, 1) for s in shapes]
+opt = keras.optimizers.Adam(learning_rate=1e-3, clipvalue=1.0)
+step = tf.function(lambda: opt.apply_gradients(zip(grads, variables)))
+""" + CODE_TAIL
 
-BN_CODE = """
-import os, sys, time, statistics
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import tensorflow as tf
-if os.environ.get("TF_USE_LEGACY_KERAS") == "1":
-    import tf_keras as keras
-else:
-    import keras
+
+BN_CODE = CODE_HEAD + """
 # the conv network's batch-norm inputs at batch 50: (50, 32, 32, 128) ... (50, 4, 4, 512)
 shapes = [(50, 32, 32, 128), (50, 16, 16, 128), (50, 16, 16, 256), (50, 8, 8, 256), (50, 8, 8, 512), (50, 4, 4, 512)]
 layers = [keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-4) for _ in shapes]
@@ -247,14 +247,7 @@ def step():
         loss = tf.add_n([tf.reduce_sum(layer(x, training=True)) for layer, x in zip(layers, xs)])
     return tape.gradient(loss, xs)
 
-step()
-times = []
-for _ in range({rounds}):
-    start = time.process_time()
-    step()
-    times.append(time.process_time() - start)
-print("%.1f %.1f %.1f" % (1000 * statistics.median(times), 1000 * min(times), 1000 * max(times)))
-"""
+""" + CODE_TAIL
 
 
 def _keras_3_and_tf_keras(code, larq):
