@@ -4,7 +4,7 @@ Whether XLA speeds a step up depends on the machine, not on a rule: on a CPU it 
 a fifth of the paper's conv step on one machine and cost 10-15% on another (docs/distributed.md).
 So ``auto`` times a few steps of each form (XLA on, XLA off) on a throwaway copy of the network
 at the start of a run, alternating the forms so that a machine's drift hits both alike, and
-takes the faster. The answer is remembered in the user's cache folder (``$BNN_CACHE_DIR``, else
+takes the faster (by its best step). The answer is remembered in the user's cache folder (``$BNN_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/bnn``, else ``~/.cache/bnn``), keyed by everything a step's speed depends on
 (:func:`cache_key`), so the next run of the same network on the same machine starts at once.
 
@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 
@@ -30,8 +29,8 @@ from bnn.files import atomic_write_json
 
 RUN_FILE = "jit_compile.json"
 CACHE_FILE = "jit_compile.json"
-# Timed steps per form after one untimed step (which compiles). Alternated: on off on off ...
-ROUNDS = 3
+# Timed steps per form after one untimed step (which compiles). Alternated: on off, off on, ...
+ROUNDS = 4
 # Fields of RunConfig that change the computation of a step (and so its speed).
 NETWORK_FIELDS = ("data_set", "conv", "fc", "max_pool", "filter_size", "continuous", "levels",
                   "quantize_weights", "quantize_activations", "rotate_first_layer", "dropout_in",
@@ -82,7 +81,10 @@ def cache_key(config, n_devices):
 
 
 def measure(make_model, batch, timer=time.perf_counter, rounds=ROUNDS):
-    """Seconds per training step of each form, median of ``rounds`` alternating timed steps.
+    """Seconds per training step of each form: the best of ``rounds`` alternating timed steps.
+
+    The best, not the median: on a shared machine other work only ever adds time to a step, so
+    the fastest step is the one closest to the form's own cost.
 
     Parameters
     ----------
@@ -108,7 +110,7 @@ def measure(make_model, batch, timer=time.perf_counter, rounds=ROUNDS):
             # float() waits for the step's result: JAX dispatches asynchronously
             float(models[form].train_on_batch(*batch, return_dict=True)["loss"])
             times[form].append(timer() - start)
-    return {form: statistics.median(t) for form, t in times.items()}
+    return {form: min(t) for form, t in times.items()}
 
 
 @contextlib.contextmanager
