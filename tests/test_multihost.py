@@ -209,3 +209,13 @@ def test_launcher_stops_the_others_when_one_fails():
     start = time.time()
     assert launch.launch(2, [sys.executable, "-c", code], print_fn=lambda line: None, grace=0.5) == 3
     assert time.time() - start < 30
+
+
+def test_launcher_ctrl_c_stops_every_process():
+    child = "import time; print('up', flush=True); time.sleep(120)"
+    proc = subprocess.Popen([sys.executable, "-m", "bnn.launch", "-n", "2", "--", sys.executable, "-c",
+                             child], cwd=REPO, env=_env(), stdout=subprocess.PIPE, text=True)
+    assert sorted(proc.stdout.readline().strip() for _ in range(2)) == ["[0] up", "[1] up"]
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    proc.stdout.close()
