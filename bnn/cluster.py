@@ -150,8 +150,9 @@ def join(config, print_fn=print):
             # A collective fails at once when a peer's connection drops (gloo: "connection
             # reset"): let the watchdog say so in its one line instead of this traceback.
             _state.watchdog.lost.wait(LOSS_GRACE_SECONDS)
-        _state.watchdog.abandon()
-        status = 130 if isinstance(e, KeyboardInterrupt) else getattr(e, "exit_status", 1)
+        interrupted = isinstance(e, KeyboardInterrupt)
+        _state.watchdog.abandon(interrupted)
+        status = 130 if interrupted else getattr(e, "exit_status", 1)
         # Registered after JAX's own shutdown hook, so it runs first: JAX's would wait for the
         # other processes at a barrier they never reach.
         atexit.register(_exit_now, status)
@@ -310,6 +311,8 @@ class Watchdog:
                     break
                 if b"b" in data:
                     return  # the peer finished
+                if b"i" in data:
+                    self._fail(peer, f"process {peer} was interrupted (Ctrl-C)", status=130)
                 if b"x" in data:  # process 0 says another process was lost
                     lost = data.split(b"x", 1)[1].split(b";")[0].decode() or "?"
                     self._fail(lost, f"process {lost} of the run was lost")
@@ -319,7 +322,7 @@ class Watchdog:
             self._fail(peer, f"process {peer} ended without finishing (killed, crashed, or its machine "
                        "or network is gone)")
 
-    def _fail(self, lost, why):
+    def _fail(self, lost, why, status=1):
         with self.lock:
             if self.done:
                 return
@@ -333,15 +336,16 @@ class Watchdog:
         print(f"error: process {self.index}: {why}: stopping; run the same commands again to resume "
               "from the last checkpoint", file=sys.stderr, flush=True)
         sys.stdout.flush()
-        os._exit(1)
+        os._exit(status)
 
     def finish(self):
         """Say goodbye: this process ends normally; stop watching the others."""
         self._close(b"b")
 
-    def abandon(self):
-        """Close without goodbye, so the others stop at once: this process ends with an error."""
-        self._close(b"")
+    def abandon(self, interrupted=False):
+        """Close without goodbye, so the others stop at once: this process ends with an error
+        (or was interrupted, which the others are told)."""
+        self._close(b"i" if interrupted else b"")
 
     def _close(self, message):
         with self.lock:

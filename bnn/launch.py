@@ -5,7 +5,7 @@
 Each process gets Keras's distribution variables (``KERAS_DISTRIBUTION_JOB_ADDRESSES`` =
 127.0.0.1 and a free port, ``KERAS_DISTRIBUTION_NUM_PROCESSES``, ``KERAS_DISTRIBUTION_PROCESS_ID``)
 and ``KERAS_BACKEND=jax`` unless set; every line it prints comes out prefixed with ``[i]``, its
-process id. Ctrl-C stops all of them (each saves nothing half-done: running the same command
+process id. Ctrl-C (or SIGTERM) stops all of them (each saves nothing half-done: running the same command
 again resumes from the last checkpoint); when one process fails the others are stopped too, and
 the launcher exits with the first failure's status. For runs over several machines, start
 ``run_bnn.py`` on each with ``--coordinator_address``, ``--num_processes`` and ``--process_id``
@@ -155,7 +155,15 @@ def main(argv=None):
                         help="the coordinator's port on 127.0.0.1 (default: a free one)")
     parser.add_argument("command", nargs="+", help="the command of every process, after --")
     args = parser.parse_args(argv)
+    # Ctrl-C, kill -INT (even where a shell started the launcher with SIGINT ignored) and
+    # kill -TERM all stop every process the same way.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
     return launch(args.num_processes, args.command, args.port)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
