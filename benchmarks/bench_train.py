@@ -11,9 +11,11 @@ figure to quote for what binarization costs.
     python benchmarks/bench_train.py --net conv --larq larq-venv/bin/python
     python benchmarks/bench_train.py --backend jax --variants binary float binary/bf16
     python benchmarks/bench_train.py --memory        # peak RSS of CIFAR-10 training, batch 50
+    python benchmarks/bench_train.py --adam --larq /work/larq-venv/bin/python   # Adam, batch norm alone
 
 A variant is ``binary`` or ``float`` (``--continuous``) with options joined by ``/``: ``xla``,
-``noxla`` or ``auto`` (``--jit_compile``; default ``auto``), ``bf16`` (``--dtype_policy
+``noxla`` or ``auto`` (``--jit_compile``; default ``auto``, here the rule, not a measurement),
+``stopgrad`` (the straight-through gradient through stop_gradient, not custom_gradient), ``bf16`` (``--dtype_policy
 mixed_bfloat16``), ``spe=N`` (``--steps_per_execution N``), ``malloc`` (TensorFlow's CPU tensors
 from ``malloc``, ``TF_CPU_ALLOCATOR_USE_BFC=false``, instead of the BFC allocator
 that ``import bnn`` selects; see bnn/__init__.py), ``glibc`` (``MALLOC_MMAP_MAX_=0
@@ -53,6 +55,30 @@ ENV_OPTIONS = {"malloc": {"TF_CPU_ALLOCATOR_USE_BFC": "false"},
                # glibc keeps freed blocks in the heap instead of unmapping them (JAX has no
                # caching CPU allocator of its own); read by glibc when the worker starts
                "glibc": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "1073741824"}}
+# Options that change the worker's code: ``stopgrad`` gives the quantizers the same
+# straight-through gradient through stop_gradient instead of a custom_gradient (its cost).
+CODE_OPTIONS = ("stopgrad",)
+
+
+def stop_gradient_ste(forward, cancel=True, backward=None):
+    """``bnn.quantizers.straight_through`` without ``custom_gradient``: ``x*m + sg(q(x) - x*m)``,
+    ``m = 1[|x| <= 1]`` (or 1), whose gradient is ``m`` and whose value is ``q(x)`` (up to
+    rounding, which a speed benchmark does not mind)."""
+    from keras import ops
+
+    def f(x):
+        through = x * ops.cast(ops.abs(x) <= 1.0, x.dtype) if cancel else x
+        return through + ops.stop_gradient(forward(x) - through)
+
+    return f
+
+
+def patch_code(options):
+    if "stopgrad" in options:
+        from bnn import quantizers
+
+        # every Quantizer looks straight_through up when called
+        quantizers.straight_through = stop_gradient_ste
 
 
 def parse_variant(variant):
@@ -68,7 +94,7 @@ def parse_variant(variant):
             overrides["dtype_policy"] = "mixed_bfloat16"
         elif option.startswith("spe="):
             overrides["steps_per_execution"] = int(option[4:])
-        elif option not in ENV_OPTIONS:
+        elif option not in ENV_OPTIONS and option not in CODE_OPTIONS:
             raise SystemExit(f"error: unknown option {option!r} in variant {variant!r}")
     return overrides
 
@@ -109,6 +135,7 @@ def time_steps(model, x, y, batch_size, steps):
 
 def worker(net, variant, steps, batch_size):
     """Serve timing rounds on stdin / stdout: print 'ready', then seconds per step for each 'go'."""
+    patch_code(variant.split("/")[1:])
     model, config, jit = make_model(net, batch_size, **parse_variant(variant))
     x, y = random_data(config, batch_size * steps)
     time_steps(model, x, y, batch_size, 2)  # warm-up: tracing, compilation, first allocation
@@ -183,6 +210,82 @@ def bench(net, variants, rounds, steps, batch_size, larq=None, backend=None):
     return times
 
 
+# Timing of one part in Keras 3 or tf-keras: CODE_HEAD + the part's code (defining step()) + CODE_TAIL.
+CODE_HEAD = """
+import os, sys, time, statistics
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf
+if os.environ.get("TF_USE_LEGACY_KERAS") == "1":
+    import tf_keras as keras
+else:
+    import keras
+"""
+CODE_TAIL = """
+step()
+times = []
+for _ in range({rounds}):
+    start = time.process_time()
+    step()
+    times.append(time.process_time() - start)
+print("%.1f %.1f %.1f" % (1000 * statistics.median(times), 1000 * min(times), 1000 * max(times)))
+"""
+
+ADAM_CODE = CODE_HEAD + """
+shapes = {shapes!r}
+variables = [tf.Variable(tf.random.uniform(s, -1, 1)) for s in shapes]
+grads = [tf.random.uniform(s, -1, 1) for s in shapes]
+opt = keras.optimizers.Adam(learning_rate=1e-3, clipvalue=1.0)
+step = tf.function(lambda: opt.apply_gradients(zip(grads, variables)))
+""" + CODE_TAIL
+
+
+BN_CODE = CODE_HEAD + """
+# the conv network's batch-norm inputs at batch 50: (50, 32, 32, 128) ... (50, 4, 4, 512)
+shapes = [(50, 32, 32, 128), (50, 16, 16, 128), (50, 16, 16, 256), (50, 8, 8, 256), (50, 8, 8, 512), (50, 4, 4, 512)]
+layers = [keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-4) for _ in shapes]
+xs = [tf.random.uniform(s, -1, 1) for s in shapes]
+
+@tf.function
+def step():
+    with tf.GradientTape() as tape:
+        tape.watch(xs)
+        loss = tf.add_n([tf.reduce_sum(layer(x, training=True)) for layer, x in zip(layers, xs)])
+    return tape.gradient(loss, xs)
+
+""" + CODE_TAIL
+
+
+def _keras_3_and_tf_keras(code, larq):
+    """Run ``code`` (it prints 'median min max') in Keras 3 here and in tf-keras under ``larq``."""
+    for name, python, env in (("Keras 3", sys.executable, {}), ("tf-keras", larq, {"TF_USE_LEGACY_KERAS": "1"})):
+        if python is None:
+            continue
+        out = subprocess.run([python, "-c", code], env={**os.environ, **env}, capture_output=True,
+                             text=True, check=True).stdout.split()
+        print(f"  {name:9s} {out[0]} ({out[1]}-{out[2]})")
+
+
+def batch_norm(rounds, larq):
+    """CPU ms of forward and backward through the conv network's six batch norms (training mode)."""
+    print(f"batch norm forward + backward, the conv network's 6 layers at batch 50, CPU ms median "
+          f"(min-max) of {rounds}:")
+    _keras_3_and_tf_keras(BN_CODE.format(rounds=rounds), larq)
+
+
+def adam(rounds, larq):
+    """CPU ms of one Adam update (gradient clipping included) of the conv network's weights:
+    Keras 3 here, tf-keras in the Python given with ``--larq``."""
+    import math
+
+    from bnn.config import RunConfig
+    from bnn.model import build_model
+
+    shapes = [tuple(w.shape) for w in build_model(RunConfig(**NETS["conv"]).resolve()).trainable_weights]
+    print(f"Adam update of the conv network's {sum(math.prod(s) for s in shapes):,} "
+          f"weights ({len(shapes)} tensors), CPU ms median (min-max) of {rounds}:")
+    _keras_3_and_tf_keras(ADAM_CODE.format(shapes=shapes, rounds=rounds), larq)
+
+
 def memory(steps, batch_size):
     """Peak resident memory of a child process that trains the CIFAR-10 network."""
     code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); "
@@ -207,6 +310,8 @@ def main():
                    help="Keras backend of the workers (default: $KERAS_BACKEND, else tensorflow)")
     p.add_argument("--larq", metavar="PYTHON", help="a Python with larq 0.14: adds larq/binary")
     p.add_argument("--memory", action="store_true", help="measure peak RSS instead of speed")
+    p.add_argument("--adam", action="store_true", help="time one Adam update and the batch norms of the "
+                   "conv network in Keras 3 and (with --larq) tf-keras, instead of whole steps")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -214,6 +319,10 @@ def main():
         return
     if args.memory:
         memory(args.steps or 20, args.batch_size)
+        return
+    if args.adam:
+        adam(args.rounds, args.larq)
+        batch_norm(args.rounds, args.larq)
         return
     variants = args.variants + (["larq/binary"] if args.larq and "larq/binary" not in args.variants
                                 else [])

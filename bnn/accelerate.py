@@ -13,6 +13,7 @@ import importlib.util
 
 import keras
 
+from bnn import cluster
 from bnn.errors import BnnError
 
 # Steps run per call into the compiled function where a GPU or TPU makes the host's per-step
@@ -58,19 +59,32 @@ def devices():
     return [d.name for d in tf.config.list_logical_devices("CPU")]
 
 
+class _Auto:
+    jit_compile = None  # the form --jit_compile auto chose for the run in progress (bnn.jit_auto)
+
+
+def set_auto_jit_compile(on):
+    """Make ``--jit_compile auto`` mean ``on`` (a bool) until the session ends."""
+    _Auto.jit_compile = on
+
+
 def jit_compile(config):
     """Whether to compile the train step with XLA: ``--jit_compile on|off``, or ``auto``.
 
-    ``auto`` is on, but under ``tf.distribute``, where Keras itself turns XLA off. On JAX,
-    ``jit_compile=False`` means op-by-op eager execution. On a TensorFlow CPU it follows
-    ``benchmarks/bench_train.py`` (2-core CPU, TensorFlow 2.21, BFC allocator, see
-    bnn/__init__.py): XLA trains the paper's conv network on 19% less CPU time per step
-    (2599 against 3216 ms, best round 38.0 against 30.4 images/s) and the 3x2048 MLP about
-    twice as fast. (An earlier measurement with another harness found XLA slower on the conv
-    network; it is not repeated on this machine.)
+    ``auto`` is what :mod:`bnn.jit_auto` chose for the run in progress (by timing both forms on
+    this machine), else :func:`rule_jit_compile`. On JAX, ``jit_compile=False`` means op-by-op
+    eager execution.
     """
     if config.jit_compile != "auto":
         return config.jit_compile == "on"
+    if _Auto.jit_compile is not None:
+        return _Auto.jit_compile
+    return rule_jit_compile(config)
+
+
+def rule_jit_compile(config):
+    """The form ``auto`` took before it measured: on, but under ``tf.distribute``, where Keras
+    itself turns XLA off (runs begun then resume with it, bit-identically)."""
     if backend() == "jax":
         return True
     if backend() != "tensorflow":
@@ -98,7 +112,14 @@ def eval_batch_size(config):
     time per image in per-step overhead; batch norm uses its moving statistics, so the result
     does not depend on the batch size.
     """
-    return max(4 * config.batch_size, 200)
+    size = max(4 * config.batch_size, 200)
+    shards = _shards(config)
+    return -(-size // shards) * shards  # every batch splits evenly over the devices
+
+
+def _shards(config):
+    """How many parts JAX splits every batch into (1 unless distributing on JAX)."""
+    return len(devices()) if distributing(config) and backend() == "jax" else 1
 
 
 def apply(model, config):
@@ -125,19 +146,25 @@ def session(config, print_fn=print):
     """
     keras.config.set_dtype_policy(config.dtype_policy)
     try:
-        with _distribution(config, print_fn):
+        with cluster.join(config, print_fn), _distribution(config, print_fn):
             yield
     finally:
         keras.config.set_dtype_policy("float32")
+        _Auto.jit_compile = None
+
+
+def distributing(config):
+    """Whether the run is data-parallel: ``--distribute``, or a run over several processes."""
+    return config.distribute or cluster.count() > 1
 
 
 @contextlib.contextmanager
 def _distribution(config, print_fn):
-    if not config.distribute:
+    if not distributing(config):
         yield
         return
     found = devices()
-    if len(found) < 2:
+    if len(found) < 2 and cluster.count() == 1:
         print_fn(f"--distribute: only one device ({_name(found[0])}) is visible: training on it alone")
         yield
         return
@@ -147,7 +174,10 @@ def _distribution(config, print_fn):
     print_fn(f"--distribute: data-parallel over {len(found)} devices ({', '.join(map(_name, found))}), "
              f"{config.batch_size // len(found)} images each per step")
     if backend() == "jax":
-        distribution = keras.distribution.DataParallel(devices=found)
+        # Over several processes each feeds its own share of every batch (train.py, through
+        # cluster.local_share): Keras must not split the arrays again.
+        distribution = keras.distribution.DataParallel(devices=found,
+                                                       auto_shard_dataset=cluster.count() == 1)
         with distribution.scope():
             yield
     elif backend() == "tensorflow":
@@ -171,7 +201,7 @@ def trim_for_devices(data, config, print_fn=print):
     data : Dataset
         ``(x_train, y_train, x_val, y_val, x_test, y_test)`` as ``bnn.train.load_dataset`` returns.
     """
-    n = len(devices()) if config.distribute and backend() == "jax" else 1
+    n = _shards(config)
     if n < 2:
         return data
     arrays = list(data)

@@ -28,7 +28,8 @@ HELP_GROUPS = ("data", "network", "quantization", "optimisation", "run directory
                "devices and speed")
 SEED_LIMIT = cli.SEED_LIMIT
 # Fields that only say how fast a run goes (bnn/accelerate.py); they may differ on resume too.
-RUNTIME_FIELDS = ("jit_compile", "steps_per_execution", "distribute")
+RUNTIME_FIELDS = ("jit_compile", "steps_per_execution", "distribute", "coordinator_address",
+                  "num_processes", "process_id", "cluster_timeout")
 JIT_MODES = ("auto", "on", "off")
 DTYPE_POLICIES = ("float32", "mixed_bfloat16")
 
@@ -131,13 +132,26 @@ class RunConfig:
     dtype_policy: str = _arg("float32", "float32, or mixed_bfloat16: layers compute in bfloat16, "
                              "latent weights, batch norm and the loss stay float32",
                              choices=DTYPE_POLICIES, group="devices and speed")
-    jit_compile: str = _arg("auto", "compile the train step with XLA: on, off, or auto (on, "
-                            "but under tf.distribute)", choices=JIT_MODES, group="devices and speed")
+    jit_compile: str = _arg("auto", "compile the train step with XLA: on, off, or auto (the "
+                            "faster on this machine, timed once and remembered in ~/.cache/bnn; a "
+                            "resumed run keeps its form)", choices=JIT_MODES, group="devices and speed")
     steps_per_execution: int = _arg(0, "training steps per call into the compiled function "
                                     "(0: 1 on CPU, 32 on GPU/TPU)", type=cli.bounded_int(0),
                                     group="devices and speed")
     distribute: bool = _arg(False, "train data-parallel on all visible GPUs (or CPU devices)",
                             group="devices and speed")
+    # One run over several processes, on one machine or several (bnn/cluster.py, JAX only);
+    # each also reads Keras's variable named in its help when the flag is not given.
+    coordinator_address: str = _arg(None, "HOST:PORT of process 0, the same for every process of a "
+                                    "run over several processes (or $KERAS_DISTRIBUTION_JOB_ADDRESSES)",
+                                    group="devices and speed")
+    num_processes: int = _arg(0, "processes in the run (0: $KERAS_DISTRIBUTION_NUM_PROCESSES, "
+                              "else 1)", group="devices and speed")
+    process_id: int = _arg(None, "this process's id, 0 .. --num_processes - 1; 0 writes the run "
+                           "directory (or $KERAS_DISTRIBUTION_PROCESS_ID)", type=int,
+                           group="devices and speed")
+    cluster_timeout: int = _arg(300, "seconds for all processes to join before each gives up",
+                                group="devices and speed")
 
     # -- derived ----------------------------------------------------------------------------
     @property

@@ -6,16 +6,18 @@ clipped to [-1, 1] after every step (the layers' constraint), and the weights of
 validation epoch kept for the test.
 """
 
+import contextlib
 import csv
 import math
 import os
+import tempfile
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from bnn import accelerate, runs
+from bnn import accelerate, cluster, jit_auto, runs
 from bnn.config import DEBUG_SIZES
 from bnn.errors import BnnError, RunIOError, TrainingDiverged
 from bnn.files import atomic_write, remove_partials
@@ -307,10 +309,18 @@ def _train_and_evaluate(config, verbose, print_fn):
     if len(data.x_train) == 0:
         raise BnnError(f"no training images in {config.data_set}: check the data set files")
     # Everything that can fail on bad input is checked before the run directory is created.
-    model = None if runs.checkpoints(runs.run_dir_of(config)) else _fresh_model(config, print_fn)
-    run_dir = runs.prepare_run_dir(config)
+    # Over several processes, all start from the checkpoint process 0 sees.
+    resume_from = cluster.agree("resume_from", _newest_checkpoint(runs.run_dir_of(config)))
+    jit_choice = _choose_jit_compile(config, data, resume_from, print_fn)
+    model = None if resume_from else _fresh_model(config, print_fn)
+    run_dir = runs.prepare_run_dir(config) if cluster.is_writer() else runs.run_dir_of(config)
+    if jit_choice is not None:
+        jit_auto.remember(run_dir, jit_choice)
     try:
-        model, initial_epoch = _resume(config, run_dir, model, print_fn)
+        if cluster.is_writer():
+            model, initial_epoch = _resume(config, run_dir, model, print_fn)
+        else:
+            model, initial_epoch = _follow(config, run_dir, model, resume_from), resume_from
         start = time.perf_counter()
         if initial_epoch < config.epochs:
             _fit(config, run_dir, model, data, initial_epoch, verbose, print_fn)
@@ -321,7 +331,77 @@ def _train_and_evaluate(config, verbose, print_fn):
                          "already there are intact: make room and run the same command again "
                          "to resume") from e
     finally:
-        runs.release_run_dir(run_dir)
+        if cluster.is_writer():
+            runs.release_run_dir(run_dir)
+
+
+def _choose_jit_compile(config, data, resume_from, print_fn):
+    """``--jit_compile auto``: settle the run's compiled form (bnn.jit_auto) before any model is
+    built; return the choice to store in the run directory (None where nothing is stored).
+
+    Over several processes, process 0 chooses (timing its own share of a batch on its own
+    devices, outside the run's distribution, so that no collective waits on the others) and
+    the others take its answer.
+    """
+    if config.jit_compile != "auto":
+        return None
+    choice = None
+    if cluster.is_writer():
+        if accelerate.backend() == "tensorflow" and accelerate.distributing(config):
+            choice = {"jit_compile": False, "source": "rule"}  # Keras turns XLA off under tf.distribute
+        else:
+            batch = _shares((data.x_train[:config.batch_size], data.y_train[:config.batch_size]),
+                            config.batch_size)
+
+            def make_model(on):
+                model = compile_model(build_model(config), config)
+                model.jit_compile = on
+                return model
+
+            with _local_only():
+                choice = jit_auto.choose(config, runs.run_dir_of(config), make_model, batch,
+                                         len(accelerate.devices()) if accelerate.distributing(config) else 1,
+                                         resuming=bool(resume_from),
+                                         rule=accelerate.rule_jit_compile(config))
+        print_fn(jit_auto.describe(choice))
+    on = cluster.agree("jit_compile", int(choice["jit_compile"]) if choice else 0)
+    accelerate.set_auto_jit_compile(bool(on))
+    return choice if cluster.is_writer() else None
+
+
+@contextlib.contextmanager
+def _local_only():
+    """Over several processes: no distribution (this process's devices alone) for the block."""
+    if cluster.count() == 1:
+        yield
+        return
+    current = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(current)
+
+
+def _newest_checkpoint(run_dir):
+    """Epochs done by the newest checkpoint in ``run_dir`` (0 if none)."""
+    saved = runs.checkpoints(run_dir)
+    return saved[-1][0] if saved else 0
+
+
+def _follow(config, run_dir, model, epoch):
+    """A process other than 0 of a multi-process run: the model of checkpoint ``epoch`` (0: ``model``).
+
+    Process 0 alone writes (and rolls back) the run directory; the others only read the
+    checkpoint it resumes from.
+    """
+    if not epoch:
+        return model
+    path = runs.checkpoint_path(run_dir, epoch)
+    if not path.exists():
+        raise BnnError(f"process {cluster.index()} cannot read {path}, the checkpoint process 0 "
+                       "resumes from: put --run_dir on a filesystem that every process sees")
+    return accelerate.apply(runs.load_model_file(path), config)
 
 
 def _resume(config, run_dir, model, print_fn):
@@ -377,14 +457,51 @@ def _fit(config, run_dir, model, data, initial_epoch, verbose, print_fn):
     Each epoch shuffles with, and seeds dropout from, a generator of (seed, epoch) alone, so a
     resumed run repeats an uninterrupted one number for number.
     """
-    best = runs.read_json(run_dir / runs.BEST_INFO, {"val_accuracy": -1.0})
     if verbose == "auto":
         verbose = 1 if os.isatty(1) else 0
+    best = runs.read_json(run_dir / runs.BEST_INFO, {"val_accuracy": -1.0})["val_accuracy"]
+    # Saving is a collective on JAX over several processes: every process saves when process 0
+    # does (the others into a scratch folder), so they must agree on the best epoch so far.
+    best = cluster.agree("best_val_accuracy", float(best))
+    with _scratch_dir() as scratch:
+        callbacks = _fit_callbacks(config, scratch or run_dir, best, initial_epoch, verbose, print_fn)
+        has_val = len(data.x_val) > 0
+        print_fn(f"training {model.name} on {len(data.x_train)} {config.data_set} images "
+                 f"({len(data.x_val)} validation) for {config.epochs} epochs into {run_dir}")
+        batch, eval_batch = config.batch_size, accelerate.eval_batch_size(config)
+        val = _shares((data.x_val, data.y_val), eval_batch) if has_val else None
+        for epoch in range(initial_epoch, config.epochs):
+            order = _seed_epoch(model, config.seed, epoch).permutation(len(data.x_train))
+            x, y = _shares((data.x_train[order], data.y_train[order]), batch)
+            model.fit(x, y, batch_size=batch // cluster.count(), epochs=epoch + 1,
+                      initial_epoch=epoch, shuffle=False, callbacks=callbacks, validation_data=val,
+                      validation_batch_size=eval_batch // cluster.count(), verbose=verbose)
+
+
+def _shares(arrays, batch_size):
+    """This process's rows of every global batch of each array (all rows for one process)."""
+    return tuple(cluster.local_share(a, batch_size) for a in arrays)
+
+
+@contextlib.contextmanager
+def _scratch_dir():
+    """A throwaway folder for what a process other than 0 would write (None in process 0)."""
+    if cluster.is_writer():
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="bnn-process-") as tmp:
+        (Path(tmp) / runs.CKPT_DIR).mkdir()
+        yield Path(tmp)
+
+
+def _fit_callbacks(config, run_dir, best_val, initial_epoch, verbose, print_fn):
+    """The callbacks of ``fit``, writing into ``run_dir`` (a scratch folder in processes other
+    than 0 of a multi-process run, which compute and save exactly what process 0 does)."""
     callbacks = [
         StopOnNonFiniteLoss(run_dir),
         keras.callbacks.LearningRateScheduler(lambda epoch: learning_rate(config, epoch)),
         keras.callbacks.CSVLogger(str(run_dir / runs.LOG), append=True),
-        RunCheckpoint(run_dir, config, best["val_accuracy"]),
+        RunCheckpoint(run_dir, config, best_val),
     ]
     if accelerate.tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / runs.TB_DIR), write_graph=False))
@@ -393,18 +510,11 @@ def _fit(config, run_dir, model, data, initial_epoch, verbose, print_fn):
     if verbose:  # the progress bar finishes its line before the epoch summary is printed
         callbacks.append(_EpochProgbar())
     callbacks.append(EpochSummary(config.epochs, print_fn))
-    has_val = len(data.x_val) > 0
-    print_fn(f"training {model.name} on {len(data.x_train)} {config.data_set} images "
-             f"({len(data.x_val)} validation) for {config.epochs} epochs into {run_dir}")
-    for epoch in range(initial_epoch, config.epochs):
-        order = _seed_epoch(model, config.seed, epoch).permutation(len(data.x_train))
-        model.fit(data.x_train[order], data.y_train[order], batch_size=config.batch_size,
-                  epochs=epoch + 1, initial_epoch=epoch, shuffle=False, callbacks=callbacks,
-                  validation_data=(data.x_val, data.y_val) if has_val else None,
-                  validation_batch_size=accelerate.eval_batch_size(config), verbose=verbose)
+    return callbacks
 
 
 def _test(config, run_dir, data, train_seconds, print_fn):
+    cluster.barrier("tested")  # process 0 has written the last checkpoint and best model
     results = {"epochs": config.epochs, "n_train": len(data.x_train), "n_val": len(data.x_val),
                "n_test": len(data.x_test), "train_seconds_this_session": round(train_seconds, 1)}
     best = runs.read_json(run_dir / runs.BEST_INFO)
@@ -412,13 +522,15 @@ def _test(config, run_dir, data, train_seconds, print_fn):
         if which == "best" and best is None:
             continue
         _, model = runs.load_run(run_dir, which)
-        loss, acc = model.evaluate(data.x_test, data.y_test, batch_size=accelerate.eval_batch_size(config),
-                                   verbose=0)
+        eval_batch = accelerate.eval_batch_size(config)
+        loss, acc = model.evaluate(*_shares((data.x_test, data.y_test), eval_batch),
+                                   batch_size=eval_batch // cluster.count(), verbose=0)
         results[f"{which}_test_accuracy"] = float(acc)
         results[f"{which}_test_loss"] = float(loss)
     if best is not None:
         results["best_epoch"], results["best_val_accuracy"] = best["epoch"], best["val_accuracy"]
-    runs.atomic_write_json(results, run_dir / runs.RESULTS)
+    if cluster.is_writer():
+        runs.atomic_write_json(results, run_dir / runs.RESULTS)
     which = "best" if best else "final"
     where = f" (best validation epoch {best['epoch']})" if best else ""
     print_fn(f"test accuracy {results[f'{which}_test_accuracy']:.4f}{where}; results in {run_dir / runs.RESULTS}")

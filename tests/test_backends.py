@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import run_bnn
-from bnn import accelerate
+from bnn import accelerate, jit_auto
 from bnn.config import RunConfig
 from bnn.model import build_model
 from bnn.runs import atomic_save
@@ -75,7 +75,7 @@ def test_bad_speed_settings_are_refused(field, value):
         RunConfig(**{field: value}).resolve()
 
 
-def test_jit_compile_auto_follows_the_measurements():
+def test_jit_compile_auto_outside_a_run_follows_the_rule():
     conv = RunConfig().resolve()
     mlp = RunConfig(data_set="MNIST", conv=[], fc=[64]).resolve()
     assert accelerate.jit_compile(conv) and accelerate.jit_compile(mlp)
@@ -125,3 +125,75 @@ def test_a_users_allocator_setting_is_kept():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=60)
     assert out.stdout.strip() == "false", out.stderr[-2000:]
+
+
+class _FakeStep:
+    """A model whose every step advances a fake clock by its form's cost."""
+
+    def __init__(self, clock, cost, log):
+        self.clock, self.cost, self.log = clock, cost, log
+
+    def train_on_batch(self, x, y, return_dict=False):
+        self.clock[0] += self.cost
+        self.log.append(self.cost)
+        return {"loss": 0.5}
+
+
+def _fake(costs):
+    """``(make_model, timer, calls)``: forms cost ``costs[True]`` / ``costs[False]`` fake seconds."""
+    clock, calls = [0.0], []
+    return (lambda on: _FakeStep(clock, costs[on], calls)), (lambda: clock[0]), calls
+
+
+def test_jit_auto_takes_the_faster_form_and_remembers_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("BNN_CACHE_DIR", str(tmp_path / "cache"))
+    config = RunConfig(data_set="MNIST", conv=[], fc=[16], batch_size=10).resolve()
+    make, timer, calls = _fake({True: 3.0, False: 2.0})
+    choice = jit_auto.choose(config, tmp_path / "run", make, (None, None), 1, timer=timer)
+    assert choice == {"jit_compile": False, "seconds_per_step": {"on": 3.0, "off": 2.0},
+                      "source": "measured"}
+    assert len(calls) == 2 * (1 + jit_auto.ROUNDS)  # one untimed step per form, then the rounds
+    # the same network on the same machine: the cache answers, nothing is timed
+    make2, timer2, calls2 = _fake({True: 1.0, False: 9.0})
+    again = jit_auto.choose(config, tmp_path / "run", make2, (None, None), 1, timer=timer2)
+    assert again["jit_compile"] is False and again["source"] == "cache" and calls2 == []
+    # another batch size is another key: measured again, and XLA wins this time
+    bigger = RunConfig(data_set="MNIST", conv=[], fc=[16], batch_size=20).resolve()
+    assert jit_auto.choose(bigger, tmp_path / "run", make2, (None, None), 1, timer=timer2)["jit_compile"]
+    assert "XLA off (3000 ms per step with XLA, 2000 ms without)" in jit_auto.describe(choice)
+
+
+def test_jit_auto_resumed_run_keeps_its_form(tmp_path, monkeypatch):
+    monkeypatch.setenv("BNN_CACHE_DIR", str(tmp_path / "cache"))
+    config = RunConfig(data_set="MNIST", conv=[], fc=[16]).resolve()
+    run = tmp_path / "run"
+    run.mkdir()
+    jit_auto.remember(run, {"jit_compile": False, "source": "measured"})
+    jit_auto.remember(run, {"jit_compile": True, "source": "measured"})  # the first one stays
+    make, timer, calls = _fake({True: 1.0, False: 9.0})  # XLA would win a measurement now
+    kept = jit_auto.choose(config, run, make, (None, None), 1, timer=timer, resuming=True)
+    assert kept == {"jit_compile": False, "source": "run directory"} and calls == []
+    # a run begun before forms were stored resumes with the old rule, not a measurement
+    old = jit_auto.choose(config, tmp_path / "old", make, (None, None), 1, timer=timer,
+                          resuming=True, rule=True)
+    assert old == {"jit_compile": True, "source": "rule"} and calls == []
+
+
+def test_jit_auto_in_a_run_is_logged_stored_and_kept_on_resume(tiny_data_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BNN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(jit_auto, "measure", lambda make, batch, timer=None: {"on": 0.2, "off": 0.1})
+    argv = ["--data_set", "MNIST", "--conv", "--fc", "16", "--batch_size", "20", "--epochs", "2",
+            "--ckpt_n", "1", "--data_dir", str(tiny_data_dir), "--run_dir", str(tmp_path / "run")]
+    assert run_bnn.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "--jit_compile auto: XLA off (200 ms per step with XLA, 100 ms without)" in out
+    assert json.loads((tmp_path / "run" / jit_auto.RUN_FILE).read_text())["jit_compile"] is False
+
+    def never(*args, **kwargs):
+        raise AssertionError("a resumed run must not measure")
+
+    monkeypatch.setattr(jit_auto, "measure", never)
+    (tmp_path / "cache" / jit_auto.CACHE_FILE).unlink()
+    assert run_bnn.main(argv) == 0  # the complete run is loaded and tested again
+    assert "XLA off (200 ms per step with XLA, 100 ms without): the form this run began with" in (
+        capsys.readouterr().out)
