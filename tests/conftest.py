@@ -1,5 +1,7 @@
 """Shared pytest fixtures, and helpers the test modules import (``from conftest import run``)."""
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -7,6 +9,9 @@ import pytest
 from fake_data import write_cifar10, write_mnist
 
 REPO = Path(__file__).resolve().parents[1]
+# --jit_compile auto remembers its measurements in the user's cache directory: tests (and the
+# programs they start, which inherit the environment) keep theirs apart.
+os.environ.setdefault("BNN_CACHE_DIR", tempfile.mkdtemp(prefix="bnn-test-cache-"))
 # A tiny binary MLP (784-100-70-10) for tiny_networks.tiny_network: sizes that are not
 # multiples of 64, so packed words have padding bits.
 MLP = dict(data_set="MNIST", conv=[], fc=[100, 70])
