@@ -117,11 +117,21 @@ def _encode(obj, arrays, types):
         if not all(isinstance(k, str) for k in obj):
             raise TypeError(f"cannot cache a dict with keys that are not strings: {list(obj)[:3]}")
         return {"__dict__": {k: _encode(v, arrays, types) for k, v in obj.items()}}
+    quantizers = _quantizers_module()
+    if quantizers is not None and isinstance(obj, quantizers.Quantizer):
+        return {"__quantizer__": quantizers.serialize(obj)}  # its Keras config: plain JSON
     name = type(obj).__name__
     if dataclasses.is_dataclass(obj) and types.get(name) is type(obj):
         return {"__dataclass__": name,
                 "fields": {f.name: _encode(getattr(obj, f.name), arrays, types) for f in dataclasses.fields(obj)}}
     raise TypeError(f"cannot cache a value of type {name}")
+
+
+def _quantizers_module():
+    """``bnn.quantizers`` if it is loaded (a value holding a quantizer was made with it), else None."""
+    import sys
+
+    return sys.modules.get("bnn.quantizers")
 
 
 def _decode(obj, arrays, types):
@@ -134,6 +144,10 @@ def _decode(obj, arrays, types):
         return arrays[obj["__array__"]].astype(np.dtype(obj["dtype"]), copy=False)
     if "__dict__" in obj:
         return {k: _decode(v, arrays, types) for k, v in obj["__dict__"].items()}
+    if "__quantizer__" in obj:
+        from bnn.quantizers import get
+
+        return get(obj["__quantizer__"])
     if "__dataclass__" in obj:
         return types[obj["__dataclass__"]](**{k: _decode(v, arrays, types) for k, v in obj["fields"].items()})
     raise ValueError(f"unknown entry {sorted(obj)[:3]}")

@@ -166,6 +166,7 @@ def main(argv=None):
     """Print the table; with ``--out_dir`` also write it and the figure there."""
     args = build_parser().parse_args(argv)
     out_dir = cli.output_dir(args.out_dir) if args.out_dir else None
+    cli.load_keras()  # the geometry log's reader lives beside its Keras callback
     histories = load_histories(args.run_dirs, args.labels)
     table = trajectory_table(histories, args.epochs)
     print(table)

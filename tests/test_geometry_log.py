@@ -118,10 +118,20 @@ def test_separate_thresholds_and_batch_norm_fields_reach_the_layers():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--threshold_weights", "1.0"], "--threshold_weights must lie in [0, 1)"),
-    (["--threshold_activations", "-0.1"], "--threshold_activations must lie in [0, 1)"),
-    (["--bn_momentum", "1.0"], "need 0 <= --bn_momentum < 1"),
-    (["--bn_scale", "2"], "--bn_scale must be 1 or 0"),
+    (["--threshold_weights", "1.0"], "argument --threshold_weights: expected a number < 1, got '1.0'"),
+    (["--threshold_activations", "-0.1"], "argument --threshold_activations: expected a number >= 0, got '-0.1'"),
+    (["--bn_momentum", "1.0"], "argument --bn_momentum: expected a number < 1, got '1.0'"),
+    (["--bn_scale", "2"], "argument --bn_scale: expected an integer in [0, 1], got '2'"),
+])
+def test_out_of_range_values_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        config_from_args([*MLP, *argv])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: " + message) and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, message", [
     (["--rotate_first_layer", "--continuous"], "--rotate_first_layer changes"),
     (["--rotate_first_layer", "--quantize_weights", "0", "1"], "--rotate_first_layer changes"),
 ])
