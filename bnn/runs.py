@@ -467,7 +467,8 @@ def inspect_run(run_dir):
                               f"{plan.epoch} epochs")
         if (run_dir / name).exists():
             _, rows, why = read_csv_log(run_dir / name, columns)
-            # log.csv rows are written before their epoch's checkpoint, geometry.csv rows after
+            # both logs get an epoch's rows before its checkpoint; runs written when geometry.csv
+            # came after the checkpoint may end one epoch short of it, and still resume
             last = int(rows[-1][0]) if rows else None
             if not why and plan.epoch and (last is None or last < plan.epoch - 1):
                 why = (f"it ends at epoch {last}" if rows else "it has no rows") + (

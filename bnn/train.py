@@ -501,12 +501,15 @@ def _fit_callbacks(config, run_dir, best_val, initial_epoch, verbose, print_fn):
         StopOnNonFiniteLoss(run_dir),
         keras.callbacks.LearningRateScheduler(lambda epoch: learning_rate(config, epoch)),
         keras.callbacks.CSVLogger(str(run_dir / runs.LOG), append=True),
-        RunCheckpoint(run_dir, config, best_val),
     ]
-    if accelerate.tensorboard_available():
-        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / runs.TB_DIR), write_graph=False))
+    # Both logs get an epoch's rows before its checkpoint is written: a run killed in between
+    # resumes from the previous checkpoint and rolls the rows back, where the other order would
+    # lose the checkpoint epoch's geometry rows for good.
     if not config.no_geometry_log:
         callbacks.append(GeometryLog(run_dir, initial_epoch, tensorboard_dir=run_dir / runs.TB_DIR))
+    callbacks.append(RunCheckpoint(run_dir, config, best_val))
+    if accelerate.tensorboard_available():
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / runs.TB_DIR), write_graph=False))
     if verbose:  # the progress bar finishes its line before the epoch summary is printed
         callbacks.append(_EpochProgbar())
     callbacks.append(EpochSummary(config.epochs, print_fn))

@@ -297,3 +297,15 @@ def test_damaged_twins_of_the_newest_checkpoint_are_rebuilt_from_the_best_model(
     assert same_results(run_dir, finished[1])
     assert twin_info.samefile(run_dir / runs.BEST_INFO) or twin_info.read_bytes() == (
         finished[0] / runs.BEST_INFO).read_bytes()
+
+
+def test_an_epochs_geometry_rows_are_written_before_its_checkpoint(tmp_path):
+    # A kill between the two writes then loses nothing: the resume rolls both logs back to the
+    # previous checkpoint and runs the epoch again. The other order lost the epoch's rows for good.
+    from bnn.config import config_from_args
+    from bnn.geometry_log import GeometryLog
+    from bnn.train import RunCheckpoint, _fit_callbacks
+
+    config = config_from_args(["--data_set", "MNIST", "--conv", "--fc", "8", "--epochs", "2"])
+    kinds = [type(c) for c in _fit_callbacks(config, tmp_path, None, 0, False, print)]
+    assert kinds.index(GeometryLog) < kinds.index(RunCheckpoint)
