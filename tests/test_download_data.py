@@ -411,7 +411,7 @@ def test_script_runs_from_repo_root_and_from_data(cwd, script):
         "error: unknown data set 'nope': choose one of MNIST, cifar-10"]
 
 
-# --- unverified files are still checked; deadlines (issue 9) ------------------------------
+# --- unverified files are still checked; deadlines ----------------------------------------
 
 def test_allow_unverified_still_deletes_a_truncated_file(tmp_path, server, mirror, capsys):
     name = "train-images-idx3-ubyte.gz"

@@ -321,7 +321,7 @@ def test_trained_network_plots_return_figures_and_write_files(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------
-# Exact reference values (issue 8, item 2)
+# Exact reference values
 # --------------------------------------------------------------------------------------------------
 
 
