@@ -532,9 +532,10 @@ def plot_layer_angle_densities(labels, grid, densities, theory_angles, zoom=None
     grid : array_like, shape (g,), radians
     densities : sequence of k arrays of shape (g,), per radian
         E.g. `bnn.network_geometry.angle_density`.
-    theory_angles : float or sequence of k floats, radians
+    theory_angles : float or sequence of k floats, radians, or None
         Vertical lines: one black line (the binary limit arccos sqrt(2/pi)), or one per layer in the
-        layer's colour (ternary: the threshold in units of each layer's weight std differs).
+        layer's colour (ternary: the threshold in units of each layer's weight std differs); None
+        draws none (a quantizer without a Gaussian theory).
     zoom : (float, float), radians, optional
         Range of the left panel; the right panel always shows 0 to 90 degrees. Default: where the
         densities exceed 1 % of their peak, widened to include the theory lines.
@@ -556,8 +557,10 @@ def plot_layer_angle_densities(labels, grid, densities, theory_angles, zoom=None
         above = np.zeros(len(grid_deg), dtype=bool)
         for density in densities:
             above |= np.asarray(density) > 0.01 * np.max(density)
-        theory_deg = _deg(np.concatenate([np.atleast_1d(theory_angles),
-                                          np.atleast_1d(init_angles if init_angles is not None else [])]))
+        references = [np.atleast_1d(a).astype(float) for a in (theory_angles, init_angles) if a is not None]
+        theory_deg = _deg(np.concatenate(references)) if references else grid_deg[above]
+        if not theory_deg.size:
+            theory_deg = grid_deg
         lo = min(grid_deg[above].min(), theory_deg.min()) if above.any() else theory_deg.min()
         hi = max(grid_deg[above].max(), theory_deg.max()) if above.any() else theory_deg.max()
         zoom_deg = (max(0.0, lo - 2), min(90.0, hi + 2))
@@ -568,7 +571,9 @@ def plot_layer_angle_densities(labels, grid, densities, theory_angles, zoom=None
         for i, (label, density) in enumerate(zip(labels, densities)):
             # A density per radian is pi/180 times as large per degree.
             ax.plot(grid_deg, np.asarray(density) * np.pi / 180, color=colors[i], lw=1.3, label=label)
-        if per_layer:
+        if theory_angles is None:
+            pass
+        elif per_layer:
             for i, value in enumerate(theory_angles):
                 ax.axvline(_deg(value), color=colors[i], ls="--", lw=1,
                            label=f"{theory_label} (dashed, per layer)" if i == 0 else None)

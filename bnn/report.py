@@ -281,23 +281,33 @@ def _quantized_layers(report):
 
 def figure_angles(report):
     """Figure 4: density of the per-filter angle between W^b and W^c per layer, zoomed and full range,
-    with the theory line (binary: arccos sqrt(2/pi); ternary: `bnn.theory.ternary_angle` at the
-    threshold in units of each layer's weight std)."""
+    with each layer's weight quantizer's Gaussian theory at that layer's weight spread (sign:
+    arccos sqrt(2/pi) for every layer; ternary: `bnn.theory.ternary_angle` at the threshold in units
+    of each layer's weight std) and its angle on the uniform initialization."""
     layers = _quantized_layers(report)
     if not layers:
         return None
     densities = [ng.angle_density(l.angles()) for l in layers]
-    if report.config.levels == 2:
-        theory_angles, label = theory.binary_limit_angle(), "theory: arccos √(2/π)"
-    else:
-        theory_angles, label = [l.theory_angle() for l in layers], "theory at threshold / weight std"
-    if report.config.levels == 2:
-        init_angles, init_label = theory.uniform_quantization_angle(0.0), "uniform initialization: arccos(√3/2)"
-    else:
-        init_angles, init_label = [l.init_angle() for l in layers], "uniform initialization at the threshold"
+    # Each layer's weight quantizer gives the lines: one for all layers where they coincide (sign:
+    # arccos sqrt(2/pi) whatever the weights' scale), one per layer where the quantizer's angle
+    # depends on the weights' spread (an absolute ternary threshold), none without a theory.
+    spec = report.config.weight_quantizer or "the weight quantizer"
+    theory_angles = _reference([l.theory_angle() for l in layers])
+    label = f"Gaussian theory of {spec}"
+    init_angles = _reference([l.init_angle() for l in layers])
+    init_label = "uniform initialization"
     return plotting.plot_layer_angle_densities(
         _titles(report, layers), ng.ANGLE_GRID, densities, theory_angles, theory_label=label,
         init_angles=init_angles, init_label=init_label, save_path=report.path("angles"))
+
+
+def _reference(values):
+    """Per-layer reference values as one value when they all agree, the list when they differ,
+    None when a layer has none (its quantizer declares no Gaussian theory)."""
+    if any(v is None for v in values):
+        return None
+    values = [float(v) for v in values]
+    return values[0] if np.allclose(values, values[0], rtol=0, atol=1e-9) else values
 
 
 def figure_angle_spread(report):
@@ -306,10 +316,11 @@ def figure_angle_spread(report):
     if not layers:
         return None
     s = report.summaries
-    coefficient = theory.BINARY_ANGLE_STD_COEFFICIENT if report.config.levels == 2 else None
-    if coefficient is None:  # ternary: c(t) at the median threshold of the layers, in weight stds
-        t = np.median([s[l.name]["threshold_in_std"] for l in layers])
-        coefficient = float(theory.ternary_angle_std(t, 1))
+    # c of the c / sqrt(d) law, from each layer's quantizer at its weight spread (the median over
+    # the layers where it depends on the spread); no line without a theory
+    stds = [l.theory_angle_std() for l in layers]
+    coefficient = None if any(v is None for v in stds) else float(
+        np.median([v * np.sqrt(l.dim) for v, l in zip(stds, layers)]))
     return plotting.plot_layer_angle_spread(
         [l.name for l in layers], [l.dim for l in layers], [s[l.name]["angle_std"] for l in layers],
         theory_stds=[s[l.name]["angle_std_theory"] for l in layers], coefficient=coefficient,
