@@ -198,6 +198,14 @@ class OutputPathError(OSError):
     exit_status = EXIT_BAD_INPUT
 
 
+def nearest_existing(path):
+    """``path`` itself if it exists, else its nearest existing parent: what creating it would need."""
+    existing = Path(path)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return existing
+
+
 def output_dir(path, flag="--out_dir", create=True):
     """Check that ``path`` can be a writable directory, before any work; create it if asked.
 
@@ -224,9 +232,7 @@ def output_dir(path, flag="--out_dir", create=True):
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputPathError(f"{flag} {path} is a file, not a directory: give a directory")
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(path)
     if not existing.is_dir():
         raise OutputPathError(f"{flag} {path} cannot be made: {existing} is a file; give another path")
     if not os.access(existing, os.W_OK | os.X_OK):

@@ -571,13 +571,11 @@ def plot_layer_angle_densities(labels, grid, densities, theory_angles, zoom=None
         for i, (label, density) in enumerate(zip(labels, densities)):
             # A density per radian is pi/180 times as large per degree.
             ax.plot(grid_deg, np.asarray(density) * np.pi / 180, color=colors[i], lw=1.3, label=label)
-        if theory_angles is None:
-            pass
-        elif per_layer:
+        if theory_angles is not None and per_layer:
             for i, value in enumerate(theory_angles):
                 ax.axvline(_deg(value), color=colors[i], ls="--", lw=1,
                            label=f"{theory_label} (dashed, per layer)" if i == 0 else None)
-        else:
+        elif theory_angles is not None:
             ax.axvline(_deg(theory_angles), color="black", ls="--", lw=1,
                        label=f"{theory_label} ({_deg(theory_angles):.2f}°)")
         if init_angles is not None and np.ndim(init_angles) > 0:

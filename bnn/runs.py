@@ -31,6 +31,7 @@ from pathlib import Path
 
 import keras
 
+from bnn import cli
 from bnn.config import RunConfig
 from bnn.errors import BnnError, RunIOError
 from bnn.files import AtomicWriteError, atomic_write
@@ -67,9 +68,7 @@ def check_run_dir(run_dir):
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise BnnError(f"--run_dir {run_dir} is a file, not a directory: pass --run_dir NEW_DIR")
-    existing = run_dir
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = cli.nearest_existing(run_dir)
     if not existing.is_dir():
         raise BnnError(f"--run_dir {run_dir} cannot be made: {existing} is a file; pass --run_dir NEW_DIR")
     if not os.access(existing, os.W_OK | os.X_OK):

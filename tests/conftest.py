@@ -24,6 +24,15 @@ def run(argv, data_dir, run_dir):
     return run_bnn.main([*argv, "--data_dir", str(data_dir), "--run_dir", str(run_dir)])
 
 
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """A tiny MNIST (200 training, 50 test images) shared by the tests of one module that train
+    on it; a module that needs other data defines its own ``data_dir``."""
+    folder = tmp_path_factory.mktemp("data")
+    write_mnist(folder, n_train=200, n_test=50, seed=0)
+    return folder
+
+
 @pytest.fixture
 def tiny_data_dir(tmp_path):
     """A data directory holding a tiny MNIST and a tiny CIFAR-10, as download_data.py leaves them.

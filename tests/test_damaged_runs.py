@@ -2,7 +2,6 @@
 can be, refused in one line where not; no temporary file survives a resume."""
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,20 +12,12 @@ import pytest
 from bnn import runs
 from bnn.files import atomic_write
 from conftest import run
-from fake_data import write_mnist
 
 # Best validation epoch 2 of 4 (accuracy 1.0 from then on, ties keep the first), one checkpoint
 # per epoch: best.keras is a hard link of the twins of checkpoints 2, 3 and 4, not of 1's.
 ARGV = ["--data_set", "MNIST", "--conv", "--fc", "16", "--batch_size", "25", "--epochs", "4",
         "--ckpt_n", "1", "--keep_ckpts", "0", "--seed", "7", "--lr_start", "0.003"]
 RANDOM = np.random.default_rng(5).bytes(300)
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data")
-    write_mnist(folder, n_train=200, n_test=50, seed=0)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import pytest
 from bnn import runs, train
 from bnn.config import config_from_args
 from conftest import REPO, run
-from fake_data import write_mnist
 
 # Dropout on input and hidden layer, so the test sees whether dropout's randomness repeats.
 ARGV = ["--data_set", "MNIST", "--conv", "--fc", "16", "--batch_size", "25", "--epochs", "3",
@@ -56,13 +55,6 @@ def epoch_events(run_dir):
             for v in event.summary.value:
                 found.setdefault((path.parent.name, v.tag), []).append(event.step)
     return {k: sorted(v) for k, v in found.items()}
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data")
-    write_mnist(folder, n_train=200, n_test=50, seed=0)
-    return folder
 
 
 @pytest.fixture(scope="module")
