@@ -160,6 +160,21 @@ def join(config, print_fn=print):
     _state.watchdog.finish()
 
 
+def _say_and_exit(line, status, then=None):
+    """Print ``line`` to stderr in one write, call ``then``, and end the process at once.
+
+    One write, because the main thread may be printing a traceback of a failed collective at
+    this moment and ``print`` writes the text and its newline separately; ``then`` (waking the
+    main thread) runs only once the line is out, so its traceback cannot split the line.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.write(sys.stderr.fileno(), (line + "\n").encode())
+    if then is not None:
+        then()
+    os._exit(status)
+
+
 def _exit_now(status):
     sys.stdout.flush()
     sys.stderr.flush()
@@ -176,11 +191,10 @@ def _initialize(address, n, i, timeout, seed):
     keras.utils.set_random_seed(seed)
 
     def give_up():
-        print(f"error: process {i}: the run of {n} processes did not form within --cluster_timeout "
-              f"{timeout}s through coordinator {address}: start process 0 and every other process "
-              "with the same --coordinator_address and --num_processes (and check that this "
-              "machine reaches that address)", file=sys.stderr, flush=True)
-        os._exit(1)
+        _say_and_exit(f"error: process {i}: the run of {n} processes did not form within "
+                      f"--cluster_timeout {timeout}s through coordinator {address}: start process 0 "
+                      "and every other process with the same --coordinator_address and "
+                      "--num_processes (and check that this machine reaches that address)", 1)
 
     timer = threading.Timer(timeout, give_up)
     timer.daemon = True
@@ -327,16 +341,13 @@ class Watchdog:
             if self.done:
                 return
             self.done = True
-            self.lost.set()
             for sock in self.peers.values():
                 with contextlib.suppress(OSError):
                     if self.index == 0:
                         sock.sendall(f"x{lost};".encode())
                     sock.close()
-        print(f"error: process {self.index}: {why}: stopping; run the same commands again to resume "
-              "from the last checkpoint", file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        os._exit(status)
+        _say_and_exit(f"error: process {self.index}: {why}: stopping; run the same commands again "
+                      "to resume from the last checkpoint", status, then=self.lost.set)
 
     def finish(self):
         """Say goodbye: this process ends normally; stop watching the others."""
