@@ -33,7 +33,7 @@ def bench(net, rounds, steps):
     import numpy as np
 
     from bnn.config import RunConfig
-    from bnn.geometry_log import GeometryLog
+    from bnn.train import GeometryLog
     from bnn.model import INPUT_SHAPES, build_model
     from bnn.train import compile_model
 

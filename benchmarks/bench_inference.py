@@ -196,7 +196,7 @@ def main(argv=None):
 
     from bnn.packed import load_packed
     from bnn.runs import load_run
-    from bnn.train import load_dataset
+    from bnn.runs import load_dataset
 
     config, model = load_run(args.run_dir, which)
     if args.data_dir:

@@ -24,11 +24,11 @@ def run_once(report, n_train, packed, batch_size=100):
     """(seconds, {pattern: (accuracy before, accuracy after)}) of one run of the experiment."""
     import numpy as np
 
-    from bnn import network_geometry as ng
+    from bnn import pattern_experiment as pe
 
     start = time.perf_counter()
     accuracies = {}
-    for label, _, before, after in ng.pattern_scores(report.config, report.model, report.data.x_train[:n_train],
+    for label, _, before, after in pe.pattern_scores(report.config, report.model, report.data.x_train[:n_train],
                                                      report.x_test, batch_size, packed=packed):
         accuracies[label] = tuple(float(np.mean(s.argmax(-1) == report.y_test)) for s in (before, after))
     return time.perf_counter() - start, accuracies
@@ -38,7 +38,7 @@ def time_layers(report, rounds=3, batch_size=100):
     """Print, per packed layer, the best of ``rounds`` timings of one batch: packed against float."""
     import keras
 
-    from bnn import network_geometry as ng
+    from bnn import pattern_experiment as pe
     from bnn.packed_layers import PackedLayers
 
     model = report.model
@@ -52,7 +52,7 @@ def time_layers(report, rounds=3, batch_size=100):
             continue
         h = keras.Model(model.input, layer.input).predict(x, verbose=0)
         engines = {"packed": lambda h=h: fast(h).numpy(),
-                   "float": lambda h=h: ng._compiled((layer,), tuple(h.shape[1:])).predict_on_batch(h)}
+                   "float": lambda h=h: pe._compiled((layer,), tuple(h.shape[1:])).predict_on_batch(h)}
         best = {}
         for name, run in engines.items():
             run()  # compile

@@ -199,7 +199,7 @@ def trim_for_devices(data, config, print_fn=print):
     Parameters
     ----------
     data : Dataset
-        ``(x_train, y_train, x_val, y_val, x_test, y_test)`` as ``bnn.train.load_dataset`` returns.
+        ``(x_train, y_train, x_val, y_val, x_test, y_test)`` as ``bnn.runs.load_dataset`` returns.
     """
     n = _shards(config)
     if n < 2:

@@ -254,7 +254,9 @@ class RunConfig:
         for role, name in (("weights", "weight_quantizer"), ("activations", "activation_quantizer")):
             spec = getattr(self, name)
             derived, *_ = _level_specs(self, role)
-            if spec is None:
+            # A spec equal to what the original flags give (every config.json of a binary run)
+            # needs no parsing, which would import the quantizers and with them Keras.
+            if spec is None or spec == derived:
                 setattr(self, name, derived)
                 continue
             from bnn.quantizers import QuantizerError, parse_spec

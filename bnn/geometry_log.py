@@ -19,12 +19,14 @@ Columns (`COLUMNS`):
 
 Layers whose weights are not quantized (``--continuous``, ``--quantize_weights 0 ...``) get no
 rows. The same numbers go to TensorBoard (``tensorboard/geometry``) as ``<layer>/<column>``.
+
+Training writes the file through the callback `bnn.train.GeometryLog`; this module holds only the
+format, the statistics and the reader (numpy alone), so that reading a run stays light.
 """
 
 import csv
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from bnn.geometry import angle
@@ -68,90 +70,6 @@ def flip_ratio(previous, current):
     if previous is None:
         return np.nan
     return float(np.mean(np.asarray(previous).ravel() != np.asarray(current).ravel()))
-
-
-def quantized_layers(model):
-    """The weight layers of ``model`` whose kernel is quantized, in order."""
-    return [layer for layer in model.layers if getattr(layer, "quantize_weights", False)]
-
-
-class GeometryLog(keras.callbacks.Callback):
-    """Append one row per quantized weight layer to ``geometry.csv`` after every epoch.
-
-    Parameters
-    ----------
-    run_dir : path
-        The run directory; the file is ``run_dir / FILE``.
-    initial_epoch : int
-        Epochs already done (``fit``'s ``initial_epoch``). A fresh run (0) also writes the
-        epoch-0 row of the initialization; a resumed one starts from the row after its checkpoint
-        (``train.py`` drops later rows before resuming).
-    tensorboard_dir : path or None
-        Also write the numbers as TensorBoard scalars under this folder (needs TensorFlow
-        installed; skipped without it).
-    """
-
-    def __init__(self, run_dir, initial_epoch=0, tensorboard_dir=None):
-        super().__init__()
-        self.path = Path(run_dir) / FILE
-        self.initial_epoch = initial_epoch
-        self.tensorboard_dir = tensorboard_dir
-        self.previous, self.writer = {}, None
-
-    def on_train_begin(self, logs=None):
-        # train.py calls fit once per epoch: the start of the run is the first call only.
-        if self.previous:
-            return
-        if self.tensorboard_dir is not None:
-            try:
-                import tensorflow as tf
-            except ImportError:
-                pass
-            else:
-                self.writer = tf.summary.create_file_writer(str(Path(self.tensorboard_dir) / TB_SUBDIR))
-        # Q(W) of the starting weights is what the first epoch's flips are counted against.
-        rows = self._measure(self.initial_epoch)
-        if self.initial_epoch == 0:
-            self._write(rows)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._write(self._measure(epoch + 1))
-
-    def on_train_end(self, logs=None):
-        if self.writer is not None:
-            self.writer.flush()
-
-    def _measure(self, epoch):
-        rows = []
-        for layer in quantized_layers(self.model):
-            kernel = keras.ops.convert_to_numpy(layer.kernel)
-            quantized = keras.ops.convert_to_numpy(layer.quantized_kernel())
-            codes = layer.kernel_quantizer.codes(quantized)
-            stats = kernel_statistics(kernel, quantized)
-            stats["flip_ratio"] = flip_ratio(self.previous.get(layer.name), codes)
-            small = np.array_equal(codes, np.rint(codes)) and np.abs(codes).max(initial=0) <= 127
-            # -1, 0, +1 (sign, ternary) kept as int8: a quarter of float32
-            self.previous[layer.name] = codes.astype(np.int8 if small else np.float32)
-            rows.append({"epoch": epoch, "layer": layer.name, **stats})
-        return rows
-
-    def _write(self, rows):
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        with open(self.path, "a", newline="") as f:
-            writer = csv.DictWriter(f, COLUMNS)
-            if new:
-                writer.writeheader()
-            writer.writerows({k: ("" if isinstance(v, float) and np.isnan(v) else v)
-                              for k, v in row.items()} for row in rows)
-        if self.writer is not None:
-            import tensorflow as tf
-
-            with self.writer.as_default():
-                for row in rows:
-                    for key in COLUMNS[3:]:
-                        if not np.isnan(row[key]):
-                            tf.summary.scalar(f"{row['layer']}/{key}", row[key], step=row["epoch"])
-            self.writer.flush()
 
 
 def read_geometry_log(run_dir):

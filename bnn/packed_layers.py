@@ -5,7 +5,7 @@ the +-1 output of a binary `bnn.layers.QuantActivation`, computes sums of +-1 pr
 which float32 holds exactly (below 2**24). :class:`PackedLayers` computes them instead by
 XOR-popcount on 64-bit words (`bnn.bitpack`), so the result is identical, not approximately equal.
 The analyses that run the network many times over (the binarization-pattern experiment,
-`bnn.network_geometry.pattern_scores`) use it for every layer it applies to.
+`bnn.pattern_experiment.pattern_scores`) use it for every layer it applies to.
 
 On this project's 2-core CPU (AVX2), each binary layer of the paper's CIFAR-10 network ran a batch of
 100 images 1.8 to 3.7 times as fast as oneDNN's float layer (two runs; conv2, two words per tap:

@@ -141,7 +141,7 @@ def open_run(run_dir, n_images=DEFAULT_N_IMAGES, which="best", out_dir=None, dat
         is a continuous (float) one, or its data set is not downloaded. (The model is loaded on
         first use of ``Report.model``, which raises it if the file cannot be read.)
     """
-    from bnn.train import load_dataset
+    from bnn.runs import load_dataset
 
     if isinstance(n_images, bool) or not isinstance(n_images, (int, np.integer)) or n_images < 1:
         raise BnnError(f"n_images must be a positive integer, got {n_images!r}")
@@ -189,13 +189,13 @@ def analyse(report, n_points=200_000, batch_size=100, seed=0, rotation_max_d=ng.
     float
         Test accuracy of the loaded network on ``report.x_test``.
     """
-    import keras
-
     start = time.perf_counter()
 
     # What compute() returns is what the cache stores: a change to its entries needs
     # analysis_cache.FORMAT raised (report.py is not part of the cache's code digest).
     def compute():
+        import keras  # only here: a cache hit never starts the backend
+
         progress = keras.utils.Progbar(len(report.x_test), unit_name="image")
         layers, scores = ng.network_geometry(report.model, report.x_test, n_points=n_points, batch_size=batch_size,
                                              seed=seed, rotation_max_d=rotation_max_d, progress=progress.update)
@@ -407,7 +407,7 @@ def binarization_patterns(report, n_train=DEFAULT_BN_IMAGES, batch_size=100, cac
     """Experiment 8: test accuracy with one layer's weights continuous at a time (and all of them),
     before and after re-estimating the batch-norm statistics on ``n_train`` training images.
 
-    Fills and returns ``report.patterns``; see `bnn.network_geometry.binarization_pattern_experiment`.
+    Fills and returns ``report.patterns``; see `bnn.pattern_experiment.binarization_pattern_experiment`.
     ``cache`` as in `analyse`.
     """
     if n_train < 1 or len(report.data.x_train) == 0:
@@ -417,10 +417,12 @@ def binarization_patterns(report, n_train=DEFAULT_BN_IMAGES, batch_size=100, cac
     x_train = report.data.x_train[:n_train]
 
     def compute():
+        from bnn.pattern_experiment import binarization_pattern_experiment
+
         print_fn(f"batch-norm statistics re-estimated on {len(x_train)} training images; "
                  f"accuracy on {len(report.y_test)} test images")
-        return ng.binarization_pattern_experiment(report.config, report.model, x_train, report.x_test, report.y_test,
-                                                  batch_size=batch_size, print_fn=print_fn)
+        return binarization_pattern_experiment(report.config, report.model, x_train, report.x_test, report.y_test,
+                                               batch_size=batch_size, print_fn=print_fn)
 
     report.patterns = _cached(report, "patterns", compute, cache, print_fn, (x_train, report.x_test, report.y_test),
                               batch_size=batch_size)

@@ -29,10 +29,8 @@ import re
 import zipfile
 from pathlib import Path
 
-import keras
-
 from bnn import cli
-from bnn.config import RunConfig
+from bnn.config import DEBUG_SIZES, RunConfig
 from bnn.errors import BnnError, RunIOError
 from bnn.files import AtomicWriteError, atomic_write
 from bnn.geometry_log import COLUMNS as GEOMETRY_COLUMNS, FILE as GEOMETRY_LOG
@@ -533,8 +531,40 @@ def best_snapshot_paths(run_dir, epoch):
     return folder / f"epoch-{epoch:04d}.best.keras", folder / f"epoch-{epoch:04d}.best.json"
 
 
+def load_dataset(config):
+    """The train / validation / test arrays of ``config.data_set`` (a small slice with ``debug``).
+
+    Parameters
+    ----------
+    config : RunConfig
+        Its ``data_set``, ``data_dir``, ``val_fraction``, ``seed`` and ``debug`` are used.
+
+    Returns
+    -------
+    Dataset
+        ``(x_train, y_train, x_val, y_val, x_test, y_test)``, images NHWC float32 in [-1, 1],
+        labels integer class indices.
+    """
+    from data.load_data import DataError, load_data
+
+    try:
+        d = load_data(config.data_set, config.data_dir, val_fraction=config.val_fraction,
+                      seed=config.seed)
+    except DataError as e:
+        raise BnnError(str(e)) from e
+    if config.debug:
+        n = DEBUG_SIZES
+        d = type(d)(d.x_train[:n["train"]], d.y_train[:n["train"]], d.x_val[:n["val"]],
+                    d.y_val[:n["val"]], d.x_test[:n["test"]], d.y_test[:n["test"]])
+    return d
+
+
 def load_model_file(path):
     """Load a ``.keras`` file written by this package, with a one-line error if it cannot be."""
+    # Keras (and its backend) loads here, not at import: reading a run's config, data and
+    # cached analysis must not pay for it.
+    import keras
+
     import bnn.layers  # noqa: F401  (registers the custom layers for deserialization)
     import bnn.losses  # noqa: F401
 

@@ -18,11 +18,10 @@ import keras
 import numpy as np
 
 from bnn import accelerate, cluster, jit_auto, runs
-from bnn.config import DEBUG_SIZES
 from bnn.errors import BnnError, RunIOError, TrainingDiverged
 from bnn.files import atomic_write, remove_partials
 from bnn.geometry_log import COLUMNS as GEOMETRY_COLUMNS, FILE as GEOMETRY_LOG, TB_SUBDIR as GEOMETRY_TB_SUBDIR
-from bnn.geometry_log import GeometryLog
+from bnn.geometry_log import flip_ratio, kernel_statistics
 from bnn.losses import get_loss
 from bnn.model import build_model
 
@@ -32,29 +31,6 @@ def learning_rate(config, epoch):
     if config.epochs == 1:
         return config.lr_start
     return config.lr_start * (config.lr_end / config.lr_start) ** (epoch / (config.epochs - 1))
-
-
-def load_dataset(config):
-    """The train / validation / test arrays of ``config.data_set`` (a small slice with ``debug``).
-
-    Returns
-    -------
-    Dataset
-        ``(x_train, y_train, x_val, y_val, x_test, y_test)``, images NHWC float32 in [-1, 1],
-        labels integer class indices.
-    """
-    from data.load_data import DataError, load_data
-
-    try:
-        d = load_data(config.data_set, config.data_dir, val_fraction=config.val_fraction,
-                      seed=config.seed)
-    except DataError as e:
-        raise BnnError(str(e)) from e
-    if config.debug:
-        n = DEBUG_SIZES
-        d = type(d)(d.x_train[:n["train"]], d.y_train[:n["train"]], d.x_val[:n["val"]],
-                    d.y_val[:n["val"]], d.x_test[:n["test"]], d.y_test[:n["test"]])
-    return d
 
 
 def compile_model(model, config):
@@ -107,6 +83,90 @@ def check_quantized_weights_alive(model):
                                f"of layer {layer.name} (largest {largest:.4f}), so all its weights "
                                f"ternarize to 0 and it cannot learn: use --threshold_weights below "
                                f"{largest:.4f}")
+
+
+def quantized_layers(model):
+    """The weight layers of ``model`` whose kernel is quantized, in order."""
+    return [layer for layer in model.layers if getattr(layer, "quantize_weights", False)]
+
+
+class GeometryLog(keras.callbacks.Callback):
+    """Append one row per quantized weight layer to ``geometry.csv`` (`bnn.geometry_log`) after every epoch.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run directory; the file is ``run_dir / bnn.geometry_log.FILE``.
+    initial_epoch : int
+        Epochs already done (``fit``'s ``initial_epoch``). A fresh run (0) also writes the
+        epoch-0 row of the initialization; a resumed one starts from the row after its checkpoint
+        (``train.py`` drops later rows before resuming).
+    tensorboard_dir : path or None
+        Also write the numbers as TensorBoard scalars under this folder (needs TensorFlow
+        installed; skipped without it).
+    """
+
+    def __init__(self, run_dir, initial_epoch=0, tensorboard_dir=None):
+        super().__init__()
+        self.path = Path(run_dir) / GEOMETRY_LOG
+        self.initial_epoch = initial_epoch
+        self.tensorboard_dir = tensorboard_dir
+        self.previous, self.writer = {}, None
+
+    def on_train_begin(self, logs=None):
+        # train.py calls fit once per epoch: the start of the run is the first call only.
+        if self.previous:
+            return
+        if self.tensorboard_dir is not None:
+            try:
+                import tensorflow as tf
+            except ImportError:
+                pass
+            else:
+                self.writer = tf.summary.create_file_writer(str(Path(self.tensorboard_dir) / GEOMETRY_TB_SUBDIR))
+        # Q(W) of the starting weights is what the first epoch's flips are counted against.
+        rows = self._measure(self.initial_epoch)
+        if self.initial_epoch == 0:
+            self._write(rows)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._write(self._measure(epoch + 1))
+
+    def on_train_end(self, logs=None):
+        if self.writer is not None:
+            self.writer.flush()
+
+    def _measure(self, epoch):
+        rows = []
+        for layer in quantized_layers(self.model):
+            kernel = keras.ops.convert_to_numpy(layer.kernel)
+            quantized = keras.ops.convert_to_numpy(layer.quantized_kernel())
+            codes = layer.kernel_quantizer.codes(quantized)
+            stats = kernel_statistics(kernel, quantized)
+            stats["flip_ratio"] = flip_ratio(self.previous.get(layer.name), codes)
+            small = np.array_equal(codes, np.rint(codes)) and np.abs(codes).max(initial=0) <= 127
+            # -1, 0, +1 (sign, ternary) kept as int8: a quarter of float32
+            self.previous[layer.name] = codes.astype(np.int8 if small else np.float32)
+            rows.append({"epoch": epoch, "layer": layer.name, **stats})
+        return rows
+
+    def _write(self, rows):
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, GEOMETRY_COLUMNS)
+            if new:
+                writer.writeheader()
+            writer.writerows({k: ("" if isinstance(v, float) and np.isnan(v) else v)
+                              for k, v in row.items()} for row in rows)
+        if self.writer is not None:
+            import tensorflow as tf
+
+            with self.writer.as_default():
+                for row in rows:
+                    for key in GEOMETRY_COLUMNS[3:]:
+                        if not np.isnan(row[key]):
+                            tf.summary.scalar(f"{row['layer']}/{key}", row[key], step=row["epoch"])
+            self.writer.flush()
 
 
 class RunCheckpoint(keras.callbacks.Callback):
@@ -305,7 +365,7 @@ def train_and_evaluate(config, verbose="auto", print_fn=print):
 
 def _train_and_evaluate(config, verbose, print_fn):
     runs.check_run_dir(runs.run_dir_of(config))
-    data = accelerate.trim_for_devices(load_dataset(config), config, print_fn)
+    data = accelerate.trim_for_devices(runs.load_dataset(config), config, print_fn)
     if len(data.x_train) == 0:
         raise BnnError(f"no training images in {config.data_set}: check the data set files")
     # Everything that can fail on bad input is checked before the run directory is created.

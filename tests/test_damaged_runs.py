@@ -294,7 +294,7 @@ def test_an_epochs_geometry_rows_are_written_before_its_checkpoint(tmp_path):
     # A kill between the two writes then loses nothing: the resume rolls both logs back to the
     # previous checkpoint and runs the epoch again. The other order lost the epoch's rows for good.
     from bnn.config import config_from_args
-    from bnn.geometry_log import GeometryLog
+    from bnn.train import GeometryLog
     from bnn.train import RunCheckpoint, _fit_callbacks
 
     config = config_from_args(["--data_set", "MNIST", "--conv", "--fc", "8", "--epochs", "2"])

@@ -14,6 +14,7 @@ import pytest
 from scipy import stats
 
 from bnn import network_geometry as ng
+from bnn import pattern_experiment as pe
 from bnn import geometry, plotting, theory
 from bnn.config import RunConfig
 from bnn.layer_tensors import inspect_network
@@ -231,7 +232,7 @@ def test_layer_summary_numbers():
 def test_reestimated_batch_norm_holds_the_exact_statistics_of_its_input():
     _, model, x = _network(dropout_in=0.1, dropout_hidden=0.2)
     x_eval = x[:3] * 0.5
-    out = ng.reestimate_batch_norm(model, x, batch_size=2, x_eval=x_eval)
+    out = pe.reestimate_batch_norm(model, x, batch_size=2, x_eval=x_eval)
     np.testing.assert_allclose(out, model.predict(x_eval, verbose=0), rtol=1e-4, atol=1e-4)
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -243,11 +244,11 @@ def test_reestimated_batch_norm_holds_the_exact_statistics_of_its_input():
 
 def test_binarization_patterns():
     config = RunConfig(data_set="MNIST", conv=[], fc=[8, 8]).resolve()
-    assert ng.binarization_patterns(config) == [
+    assert pe.binarization_patterns(config) == [
         ("all quantized (trained)", [1, 1, 1]), ("fc1 continuous", [0, 1, 1]),
         ("fc2 continuous", [1, 0, 1]), ("out continuous", [1, 1, 0]), ("all weights continuous", [0, 0, 0])]
     config = RunConfig(data_set="MNIST", conv=[], fc=[8], quantize_weights=[0, 1]).resolve()
-    assert ng.binarization_patterns(config) == [("all quantized (trained)", [0, 1]), ("out continuous", [0, 0])]
+    assert pe.binarization_patterns(config) == [("all quantized (trained)", [0, 1]), ("out continuous", [0, 0])]
 
 
 def test_binarization_pattern_experiment_keeps_the_trained_network():
@@ -255,7 +256,7 @@ def test_binarization_pattern_experiment_keeps_the_trained_network():
     y = np.arange(len(x)) % 10
     before = [w.copy() for w in model.get_weights()]
     lines = []
-    rows = ng.binarization_pattern_experiment(config, model, x, x, y, batch_size=4, print_fn=lines.append)
+    rows = pe.binarization_pattern_experiment(config, model, x, x, y, batch_size=4, print_fn=lines.append)
     assert [r["pattern"] for r in rows][0] == "all quantized (trained)" and len(rows) == 6 == len(lines)
     # the first pattern before re-estimation is the trained network itself
     assert rows[0]["accuracy_before"] == np.mean(model.predict(x, verbose=0).argmax(-1) == y)
@@ -271,14 +272,14 @@ def test_pattern_scores_equal_a_fresh_network_per_pattern():
     config, model, x = _network(dropout_hidden=0.2)
     x_train, x_test = x[:5], x[3:] * 0.7
     seen = []
-    for label, pattern, before, after in ng.pattern_scores(config, model, x_train, x_test, batch_size=2):
+    for label, pattern, before, after in pe.pattern_scores(config, model, x_train, x_test, batch_size=2):
         variant = build_model(dataclasses.replace(config, quantize_weights=pattern).resolve())
         variant.set_weights(model.get_weights())
         np.testing.assert_allclose(before, variant.predict(x_test, verbose=0), rtol=1e-4, atol=1e-4)
-        np.testing.assert_allclose(after, ng.reestimate_batch_norm(variant, x_train, 2, x_eval=x_test),
+        np.testing.assert_allclose(after, pe.reestimate_batch_norm(variant, x_train, 2, x_eval=x_test),
                                    rtol=1e-4, atol=1e-4)
         seen.append(label)
-    assert sorted(seen) == sorted(label for label, _ in ng.binarization_patterns(config))
+    assert sorted(seen) == sorted(label for label, _ in pe.binarization_patterns(config))
     assert seen[-1] == "all quantized (trained)"  # nothing to recompute: it comes free at the end
 
 

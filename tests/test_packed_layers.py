@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from bnn import network_geometry as ng
+from bnn import pattern_experiment as pe
 from bnn.model import build_model
 from bnn.packed_layers import PackedLayers
 from conftest import MLP
@@ -53,7 +53,7 @@ def test_pattern_scores_are_the_same_packed_or_not():
     config, model = tiny_network(**CONV, dropout_hidden=0.2)
     x = images(model, 9)
     x_train, x_test = x[:6], x[4:] * 0.7
-    runs = [list(ng.pattern_scores(config, model, x_train, x_test, batch_size=4, packed=p)) for p in (True, False)]
+    runs = [list(pe.pattern_scores(config, model, x_train, x_test, batch_size=4, packed=p)) for p in (True, False)]
     assert [r[0] for r in runs[0]] == [r[0] for r in runs[1]]
     for (_, _, before, after), (_, _, before_f, after_f) in zip(*runs):
         np.testing.assert_array_equal(before, before_f)
@@ -65,8 +65,8 @@ def test_reestimated_batch_norm_is_the_same_packed_or_not():
     x = images(model, 7)
     twin = build_model(dataclasses.replace(config))
     twin.set_weights(model.get_weights())
-    out = ng.reestimate_batch_norm(model, x, batch_size=3, x_eval=x[:4], packed=True)
-    out_float = ng.reestimate_batch_norm(twin, x, batch_size=3, x_eval=x[:4], packed=False)
+    out = pe.reestimate_batch_norm(model, x, batch_size=3, x_eval=x[:4], packed=True)
+    out_float = pe.reestimate_batch_norm(twin, x, batch_size=3, x_eval=x[:4], packed=False)
     np.testing.assert_allclose(out, out_float, rtol=1e-5, atol=1e-5)
     for a, b in zip(model.get_weights(), twin.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
