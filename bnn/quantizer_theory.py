@@ -100,6 +100,20 @@ def table(specs=DEFAULT_SPECS, d=1000, n=1000, seed=0):
     return rows
 
 
+def format_table(rows, d, n, seed):
+    """:func:`table`'s rows as the text :func:`main` prints."""
+    lines = [f"Gaussian x in d = {d}, {n} vectors, seed {seed}; angles in degrees, spread std = c / sqrt(d)",
+             f"{'quantizer':<18}{'bits':>5}  {'best parameter (std)':<22}{'angle':>8}{'MC':>8}{'c':>8}{'MC':>8}"
+             f"{'zeros':>8}{'MC':>8}"]
+    for r in rows:
+        if "angle_deg" not in r:
+            lines.append(f"{r['spec']:<18}  (declares no Gaussian theory)")
+            continue
+        lines.append(f"{r['spec']:<18}{r['bits']:>5}  {r['parameter'] or '-':<22}{r['angle_deg']:>8.2f}"
+                     f"{r['mc_angle_deg']:>8.2f}{r['c']:>8.3f}{r['mc_c']:>8.3f}{r['zeros']:>8.3f}{r['mc_zeros']:>8.3f}")
+    return "\n".join(lines)
+
+
 def run_rows(run_dir):
     """Per hidden weight layer of a run: measured angle (last row of geometry.csv) and theory (degrees)."""
     import json
@@ -154,16 +168,7 @@ def main(argv=None):
         rows = table(args.specs, args.d, args.n, args.seed)
     except QuantizerError as e:
         raise BnnError(str(e)) from None
-    print(f"Gaussian x in d = {args.d}, {args.n} vectors, seed {args.seed}; angles in degrees, spread "
-          "std = c / sqrt(d)")
-    print(f"{'quantizer':<18}{'bits':>5}  {'best parameter (std)':<22}{'angle':>8}{'MC':>8}{'c':>8}{'MC':>8}"
-          f"{'zeros':>8}{'MC':>8}")
-    for r in rows:
-        if "angle_deg" not in r:
-            print(f"{r['spec']:<18}  (declares no Gaussian theory)")
-            continue
-        print(f"{r['spec']:<18}{r['bits']:>5}  {r['parameter'] or '-':<22}{r['angle_deg']:>8.2f}"
-              f"{r['mc_angle_deg']:>8.2f}{r['c']:>8.3f}{r['mc_c']:>8.3f}{r['zeros']:>8.3f}{r['mc_zeros']:>8.3f}")
+    print(format_table(rows, args.d, args.n, args.seed))
     return 0
 
 
