@@ -1,6 +1,7 @@
 """Run hd_figures.ipynb headless into a temporary directory and check the numbers it writes.
 
-The notebook runs at its real sample size (10,000 vectors per dimension; about 10 s on 2 cores),
+The notebook runs at its real sample size (10,000 vectors per dimension; about 20 s on 2 cores,
+of which section 7's Keras import and quantizer Monte Carlo take about 6),
 so the tolerances below are standard errors at that size. Set BNN_HD_TEST_N_SAMPLES to run it
 smaller; the tolerances scale with it.
 """
