@@ -24,6 +24,7 @@ __all__ = [
     "plot_ternary_threshold",
     "plot_straight_through",
     "plot_sign_vector_angles",
+    "plot_angle_against_bits",
     "plot_dot_product_panel",
     "plot_dot_products",
     "plot_layer_angle_densities",
@@ -378,6 +379,44 @@ def plot_sign_vector_angles(ns, angles, supports, pmfs, save_path=None):
     fig.tight_layout()
     save_figure(fig, save_path)
     return fig, axes
+
+
+def plot_angle_against_bits(bits, theory_angle, mc_mean, mc_std, labels, d, save_path=None):
+    """Angle between a Gaussian vector and its quantization against the bits per entry.
+
+    Parameters
+    ----------
+    bits : array_like, shape (k,)
+        log2 of each quantizer's number of levels (ternary: log2 3).
+    theory_angle : array_like, shape (k,), radians
+        Large-d angle at the quantizer's best parameter (`bnn.quantizers.Quantizer.theory`).
+    mc_mean, mc_std : array_like, shape (k,), radians
+        Mean and standard deviation of the Monte Carlo angles in dimension ``d``: the error bars are
+        the spread of single vectors, not the standard error of the mean.
+    labels : sequence of str, length k
+    d : int
+    save_path : str or os.PathLike, optional
+
+    Returns
+    -------
+    fig, ax
+    """
+    bits = np.asarray(bits, dtype=float)
+    order = np.argsort(bits)
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    ax.semilogy(bits[order], _deg(theory_angle)[order], "-", marker="s", mfc="none", ms=8, **_THEORY_STYLE,
+                label="theory, large d")
+    ax.errorbar(bits, _deg(mc_mean), yerr=_deg(mc_std), fmt="o", color=_COLORS["binary"], ms=4, capsize=3,
+                label=f"Monte Carlo, d = {d} (± std of one vector)")
+    for x, y, label in zip(bits, _deg(theory_angle), labels):
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(7, 4), fontsize="x-small")
+    ax.set_xlabel("bits per entry (log2 of the number of levels)")
+    ax.set_ylabel("angle(x, Q(x)) at the best parameter (degrees)")
+    ax.set_xlim(0.5, bits.max() + 1.6)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    save_figure(fig, save_path)
+    return fig, ax
 
 
 # --------------------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ import numpy as np
 
 from bnn import cli
 
+#: The quantizers of the angle-against-bits figure (`bnn.plotting.plot_angle_against_bits`).
+BITS_SPECS = ("sign", "ternary", "uniform:bits=2", "uniform:bits=3", "uniform:bits=4", "uniform:bits=8")
 DEFAULT_SPECS = ("sign", "ternary", "scaled_sign", "uniform:bits=2", "uniform:bits=3", "uniform:bits=4",
                  "uniform:bits=8")
 
@@ -32,24 +34,53 @@ def at_best_parameter(quantizer):
     return type(quantizer).from_config(config), best
 
 
-def monte_carlo(quantizer, d, n, seed=0):
-    """Angles (radians) between n vectors x ~ N(0, I_d) and Q(x), and the fraction of zeros in Q(x).
+def monte_carlo(quantizer, d, n, seed=0, std=1.0, chunk_entries=4_000_000):
+    """Angles between n vectors x ~ N(0, std^2 I_d) and Q(x), their mean and spread, and Q's zero fraction.
 
-    Each vector is quantized on its own (as one filter), with the quantizer's numpy reference.
+    Parameters
+    ----------
+    quantizer : Quantizer
+        Applied with its numpy reference to columns of d entries, at most ``chunk_entries`` at a time,
+        as the filters of one layer: a relative threshold or step uses their common std,
+        ``scaled_sign`` each column's own mean |x|.
+    d, n : int
+        Dimension and number of vectors.
+    seed : int
+    std : float
+        The entries' standard deviation (what an absolute threshold or step is compared with).
+
+    Returns
+    -------
+    dict
+        ``angles`` (ndarray, shape (n,), radians), ``angle_mean``, ``angle_std`` (radians; the theory's
+        ``c / sqrt(d)``) and ``zero_fraction`` over all n d entries.
     """
     rng = np.random.default_rng(seed)
-    angles, zeros = np.empty(n), 0
-    for i in range(n):
-        x = rng.standard_normal((d, 1)).astype("float32")
+    step = max(1, chunk_entries // d)
+    angles, zeros = [], 0
+    for start in range(0, n, step):
+        x = (std * rng.standard_normal((d, min(step, n - start)))).astype("float32")
         y = np.asarray(quantizer.numpy(x), dtype="float64")
-        cos = float((x[:, 0] @ y[:, 0]) / np.linalg.norm(x) / np.linalg.norm(y))
-        angles[i] = np.arccos(np.clip(cos, -1, 1))
+        x = x.astype("float64")  # 1 - cos is 4e-5 at 8 bits: float32 sums over d entries would blur it
+        cos = np.einsum("ij,ij->j", x, y) / np.linalg.norm(x, axis=0) / np.linalg.norm(y, axis=0)
+        angles.append(np.arccos(np.clip(cos, -1, 1)))
         zeros += int(np.count_nonzero(y == 0))
-    return angles, zeros / (n * d)
+    angles = np.concatenate(angles)
+    return {"angles": angles, "angle_mean": float(angles.mean()), "angle_std": float(angles.std()),
+            "zero_fraction": zeros / (n * d)}
 
 
 def table(specs=DEFAULT_SPECS, d=1000, n=1000, seed=0):
-    """One row per spec: the numbers :func:`main` prints (angles in degrees)."""
+    """One row per spec at its best parameter: theory beside :func:`monte_carlo`.
+
+    Returns
+    -------
+    list of dict
+        ``spec``, ``bits`` (declared precision), ``levels`` (distinct output values), ``parameter``,
+        ``angle_deg``, ``c`` and ``zeros`` (theory), ``mc_angle_deg``, ``mc_std_deg``, ``mc_c``
+        (``mc_std * sqrt(d)``) and ``mc_zeros``; only ``spec`` and ``theory: None`` for a quantizer
+        without Gaussian theory.
+    """
     from bnn.quantizers import parse_spec
 
     rows = []
@@ -59,13 +90,28 @@ def table(specs=DEFAULT_SPECS, d=1000, n=1000, seed=0):
         if t is None:
             rows.append({"spec": spec, "theory": None})
             continue
-        angles, zeros = monte_carlo(q, d, n, seed)
-        rows.append({"spec": spec, "bits": q.precision,
+        mc = monte_carlo(q, d, n, seed)
+        rows.append({"spec": spec, "bits": q.precision, "levels": len(set(q.gaussian_pieces()[1])),
                      "parameter": None if best is None else f"{best['name']} {best['value']:.4f}",
                      "angle_deg": float(np.degrees(t["angle"])), "c": t["angle_std_coefficient"],
-                     "zeros": t["zero_fraction"], "mc_angle_deg": float(np.degrees(angles.mean())),
-                     "mc_c": float(angles.std() * np.sqrt(d)), "mc_zeros": zeros})
+                     "zeros": t["zero_fraction"], "mc_angle_deg": float(np.degrees(mc["angle_mean"])),
+                     "mc_std_deg": float(np.degrees(mc["angle_std"])), "mc_c": mc["angle_std"] * np.sqrt(d),
+                     "mc_zeros": mc["zero_fraction"]})
     return rows
+
+
+def format_table(rows, d, n, seed):
+    """:func:`table`'s rows as the text :func:`main` prints."""
+    lines = [f"Gaussian x in d = {d}, {n} vectors, seed {seed}; angles in degrees, spread std = c / sqrt(d)",
+             f"{'quantizer':<18}{'bits':>5}  {'best parameter (std)':<22}{'angle':>8}{'MC':>8}{'c':>8}{'MC':>8}"
+             f"{'zeros':>8}{'MC':>8}"]
+    for r in rows:
+        if "angle_deg" not in r:
+            lines.append(f"{r['spec']:<18}  (declares no Gaussian theory)")
+            continue
+        lines.append(f"{r['spec']:<18}{r['bits']:>5}  {r['parameter'] or '-':<22}{r['angle_deg']:>8.2f}"
+                     f"{r['mc_angle_deg']:>8.2f}{r['c']:>8.3f}{r['mc_c']:>8.3f}{r['zeros']:>8.3f}{r['mc_zeros']:>8.3f}")
+    return "\n".join(lines)
 
 
 def run_rows(run_dir):
@@ -122,16 +168,7 @@ def main(argv=None):
         rows = table(args.specs, args.d, args.n, args.seed)
     except QuantizerError as e:
         raise BnnError(str(e)) from None
-    print(f"Gaussian x in d = {args.d}, {args.n} vectors, seed {args.seed}; angles in degrees, spread "
-          "std = c / sqrt(d)")
-    print(f"{'quantizer':<18}{'bits':>5}  {'best parameter (std)':<22}{'angle':>8}{'MC':>8}{'c':>8}{'MC':>8}"
-          f"{'zeros':>8}{'MC':>8}")
-    for r in rows:
-        if "angle_deg" not in r:
-            print(f"{r['spec']:<18}  (declares no Gaussian theory)")
-            continue
-        print(f"{r['spec']:<18}{r['bits']:>5}  {r['parameter'] or '-':<22}{r['angle_deg']:>8.2f}"
-              f"{r['mc_angle_deg']:>8.2f}{r['c']:>8.3f}{r['mc_c']:>8.3f}{r['zeros']:>8.3f}{r['mc_zeros']:>8.3f}")
+    print(format_table(rows, args.d, args.n, args.seed))
     return 0
 
 

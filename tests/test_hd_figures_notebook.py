@@ -1,6 +1,7 @@
 """Run hd_figures.ipynb headless into a temporary directory and check the numbers it writes.
 
-The notebook runs at its real sample size (10,000 vectors per dimension; about 10 s on 2 cores),
+The notebook runs at its real sample size (10,000 vectors per dimension; about 20 s on 2 cores,
+of which section 7's Keras import and quantizer Monte Carlo take about 6),
 so the tolerances below are standard errors at that size. Set BNN_HD_TEST_N_SAMPLES to run it
 smaller; the tolerances scale with it.
 """
@@ -26,6 +27,7 @@ FIGURES = [
     "ternary_distributions",
     "straight_through",
     "sign_vector_angles",
+    "angle_against_bits",
 ]
 LIMIT_DEG = np.degrees(np.arccos(np.sqrt(2 / np.pi)))
 
@@ -152,3 +154,21 @@ def test_random_sign_vectors_concentrate_at_ninety_degrees(executed):
     for n, row in rows.items():
         assert row["angle_std_deg"]["sim"] == pytest.approx(row["angle_std_deg"]["theory"], rel=5 / np.sqrt(2 * _n(numbers))), n
         assert abs(row["angle_mean_deg"]["sim"] - 90) < 5 * row["angle_std_deg"]["theory"] / np.sqrt(_n(numbers)), n
+
+
+def test_angle_against_bits_follows_each_quantizers_theory(executed):
+    numbers, _, _ = executed
+    bits = numbers["bits"]
+    rows = {r["spec"]: r for r in bits["rows"]}
+    assert list(rows) == ["sign", "ternary", "uniform:bits=2", "uniform:bits=3", "uniform:bits=4", "uniform:bits=8"]
+    assert [rows[s]["levels"] for s in rows] == [2, 3, 4, 8, 16, 256]
+    theory = [rows[s]["angle_deg"] for s in rows]
+    assert theory == sorted(theory, reverse=True) and theory[0] == pytest.approx(LIMIT_DEG)
+    assert rows["ternary"]["parameter"] == "threshold 0.6120" and rows["uniform:bits=2"]["parameter"] == "step 0.9957"
+    for spec, r in rows.items():
+        # 5 standard errors of the mean angle (std / sqrt(n)) plus the O(1/d) gap; 8 bits sits 0.02
+        # degrees low at d = 1000 (docs/quantizers.md)
+        se = r["mc_std_deg"] / np.sqrt(bits["n"])
+        assert abs(r["mc_angle_deg"] - r["angle_deg"]) < 5 * se + 0.03, spec
+        if spec != "uniform:bits=8":
+            assert r["mc_c"] == pytest.approx(r["c"], rel=5 / np.sqrt(2 * bits["n"]) + 0.03), spec

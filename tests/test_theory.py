@@ -227,16 +227,8 @@ def test_uniform_quantization_angle():
 
 # -- the theory every quantizer object declares, against Monte Carlo -----------------------------------
 
+from bnn import quantizer_theory as qt  # noqa: E402
 from bnn import quantizers as qz  # noqa: E402
-
-
-def _monte_carlo(q, d, n, std, seed):
-    """Angles between n Gaussian vectors of dimension d (entries N(0, std^2)) and their quantization,
-    and the fraction of zeros, with the quantizer's own numpy reference (one vector per column)."""
-    x = np.random.default_rng(seed).normal(scale=std, size=(d, n)).astype("float32")
-    y = q.numpy(x).astype("float64")
-    cos = (x * y).sum(0) / np.linalg.norm(x, axis=0) / np.linalg.norm(y, axis=0)
-    return np.arccos(np.clip(cos, -1, 1)), float(np.mean(y == 0))
 
 
 @pytest.mark.parametrize("q, std", [
@@ -246,13 +238,104 @@ def _monte_carlo(q, d, n, std, seed):
 ], ids=repr)
 def test_every_built_in_theory_matches_monte_carlo(q, std):
     d, n = 2000, 400
-    angles, zeros = _monte_carlo(q, d, n, std, seed=1)
+    mc = qt.monte_carlo(q, d, n, seed=1, std=std)
+    angles, zeros = mc["angles"], mc["zero_fraction"]
     t = q.theory(std)
     # the mean of n angles has standard error c / sqrt(d n); allow 5 of them plus the O(1/d) bias
     c = t["angle_std_coefficient"]
     assert angles.mean() == pytest.approx(t["angle"], abs=5 * c / np.sqrt(d * n) + 1e-3)
     assert angles.std() * np.sqrt(d) == pytest.approx(c, rel=0.15)
     assert zeros == pytest.approx(t["zero_fraction"], abs=0.01)
+
+
+def _best(spec):
+    return qt.at_best_parameter(qz.parse_spec(spec))[0]
+
+
+def _rotated(spec, d):
+    q = qz.Rotated(_best(spec), seed=0)
+    q.rotation = geometry.haar_rotation(d, np.random.default_rng(3)).astype("float32")
+    return q
+
+
+BEST = {spec: _best(spec) for spec in qt.DEFAULT_SPECS}
+
+
+@pytest.mark.parametrize("q", [*BEST.values(), qz.Ternary(1.0, relative=True), qz.Ternary(0.3, relative=True)],
+                         ids=repr)
+def test_mean_angle_and_zeros_match_monte_carlo_at_the_best_parameter(q):
+    d, n = 2000, 500
+    mc = qt.monte_carlo(q, d, n, seed=2)
+    t = q.theory()
+    # 5 standard errors of the mean of n angles, plus the O(1/d) bias of a finite d (0.02 deg at sign)
+    assert mc["angle_mean"] == pytest.approx(t["angle"], abs=5 * _se_mean(mc["angles"]) + np.radians(0.03))
+    p = t["zero_fraction"]
+    assert abs(mc["zero_fraction"] - p) < 5 * np.sqrt(p * (1 - p) / (n * d)) + 1e-12
+
+
+def test_a_rotated_quantizer_has_its_inner_quantizers_angle():
+    d = 1000
+    q = _rotated("ternary", d)
+    mc = qt.monte_carlo(q, d, 400, seed=4)
+    assert q.theory() == BEST["ternary"].theory()
+    assert mc["angle_mean"] == pytest.approx(q.theory()["angle"], abs=5 * _se_mean(mc["angles"]) + np.radians(0.03))
+    # R^T Q(R x) is no longer on the grid of Q: no entry is exactly 0
+    assert mc["zero_fraction"] == 0
+
+
+@pytest.mark.parametrize("spec", ["sign", "ternary", "uniform:bits=2", "uniform:bits=3", "uniform:bits=4"])
+def test_spread_follows_c_over_sqrt_d(spec):
+    q = BEST[spec]
+    c = q.theory()["angle_std_coefficient"]
+    for d in (250, 1000, 4000):
+        mc = qt.monte_carlo(q, d, 1500, seed=d)
+        # 5 standard errors of a sample std, plus 3 % for the delta method at finite d
+        assert mc["angle_std"] == pytest.approx(c / np.sqrt(d), abs=5 * _se_std(mc["angles"]) + 0.03 * c / np.sqrt(d)), d
+
+
+def test_eight_bit_spread_reaches_its_law_only_at_large_d():
+    # The spread at 8 bits comes from the rare entries beyond the outermost level (|x| > 3.94,
+    # probability 8e-5): at d = 1000 most vectors have none and the spread is half the law's.
+    q = BEST["uniform:bits=8"]
+    c = q.theory()["angle_std_coefficient"]
+    assert qt.monte_carlo(q, 1000, 1000, seed=5)["angle_std"] * np.sqrt(1000) < 0.6 * c
+    mc = qt.monte_carlo(q, 100_000, 100, seed=5)
+    assert mc["angle_std"] * np.sqrt(100_000) == pytest.approx(c, rel=0.2)
+    assert mc["angle_mean"] == pytest.approx(q.theory()["angle"], rel=0.01)
+
+
+@pytest.mark.parametrize("spec", ["ternary", "uniform:bits=3"])
+def test_step_theory_equals_numerical_integrals(spec):
+    # An independent check of the partial-moment sums: E[x Q], E[Q^2], the zero fraction and the
+    # delta-method spread by quadrature over each interval of the step function.
+    q = BEST[spec]
+    edges, values = q.gaussian_pieces()
+    bounds = [-np.inf, *edges, np.inf]
+
+    def moment(n, k):
+        return sum(v**k * integrate.quad(lambda x: x**n * stats.norm.pdf(x), a, b)[0]
+                   for v, a, b in zip(values, bounds, bounds[1:]))
+
+    A, B, C = moment(1, 1), moment(2, 0), moment(0, 2)
+    cov = np.array([[moment(2, 2) - A * A, moment(3, 1) - A * B, moment(1, 3) - A * C],
+                    [moment(3, 1) - A * B, moment(4, 0) - B * B, moment(2, 2) - B * C],
+                    [moment(1, 3) - A * C, moment(2, 2) - B * C, moment(0, 4) - C * C]])
+    cos = A / np.sqrt(B * C)
+    g = np.array([1, -A / (2 * B), -A / (2 * C)]) / np.sqrt(B * C)
+    t = q.theory()
+    assert t["angle"] == pytest.approx(np.arccos(cos), rel=1e-8)
+    assert t["angle_std_coefficient"] == pytest.approx(np.sqrt(g @ cov @ g) / np.sqrt(1 - cos**2), rel=1e-6)
+    zero = sum(stats.norm.cdf(b) - stats.norm.cdf(a) for v, a, b in zip(values, bounds, bounds[1:]) if v == 0)
+    assert t["zero_fraction"] == pytest.approx(zero, abs=1e-12)
+
+
+def test_table_rows_carry_theory_and_monte_carlo():
+    rows = qt.table(["sign", "ternary", "uniform:bits=3"], d=500, n=200)
+    assert [r["levels"] for r in rows] == [2, 3, 8] and [r["bits"] for r in rows] == [1, 2, 3]
+    assert rows[1]["parameter"] == "threshold 0.6120" and rows[1]["zeros"] == pytest.approx(0.4594, abs=1e-4)
+    for r in rows:
+        assert r["mc_c"] == pytest.approx(np.radians(r["mc_std_deg"]) * np.sqrt(500))
+        assert r["mc_angle_deg"] == pytest.approx(r["angle_deg"], abs=0.2)
 
 
 def test_step_theory_reproduces_the_closed_forms():
