@@ -15,7 +15,8 @@ figure to quote for what binarization costs.
 
 A variant is ``binary`` or ``float`` (``--continuous``) with options joined by ``/``: ``xla``,
 ``noxla`` or ``auto`` (``--jit_compile``; default ``auto``, here the rule, not a measurement),
-``stopgrad`` (the straight-through gradient through stop_gradient, not custom_gradient), ``bf16`` (``--dtype_policy
+``stopgrad`` (the straight-through gradient through stop_gradient, not custom_gradient),
+``kerasbn`` (Keras's own BatchNormalization, not `bnn.batch_norm`'s fused one), ``bf16`` (``--dtype_policy
 mixed_bfloat16``), ``spe=N`` (``--steps_per_execution N``), ``malloc`` (TensorFlow's CPU tensors
 from ``malloc``, ``TF_CPU_ALLOCATOR_USE_BFC=false``, instead of the BFC allocator
 that ``import bnn`` selects; see bnn/__init__.py), ``glibc`` (``MALLOC_MMAP_MAX_=0
@@ -56,8 +57,9 @@ ENV_OPTIONS = {"malloc": {"TF_CPU_ALLOCATOR_USE_BFC": "false"},
                # caching CPU allocator of its own); read by glibc when the worker starts
                "glibc": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "1073741824"}}
 # Options that change the worker's code: ``stopgrad`` gives the quantizers the same
-# straight-through gradient through stop_gradient instead of a custom_gradient (its cost).
-CODE_OPTIONS = ("stopgrad",)
+# straight-through gradient through stop_gradient instead of a custom_gradient (its cost);
+# ``kerasbn`` builds the network with Keras's own BatchNormalization instead of bnn's fused one.
+CODE_OPTIONS = ("stopgrad", "kerasbn")
 
 
 def stop_gradient_ste(forward, cancel=True, backward=None):
@@ -79,6 +81,12 @@ def patch_code(options):
 
         # every Quantizer looks straight_through up when called
         quantizers.straight_through = stop_gradient_ste
+    if "kerasbn" in options:
+        import keras
+
+        from bnn import model
+
+        model.BatchNormalization = keras.layers.BatchNormalization
 
 
 def parse_variant(variant):
@@ -242,7 +250,12 @@ step = tf.function(lambda: opt.apply_gradients(zip(grads, variables)))
 BN_CODE = CODE_HEAD + """
 # the conv network's batch-norm inputs at batch 50: (50, 32, 32, 128) ... (50, 4, 4, 512)
 shapes = [(50, 32, 32, 128), (50, 16, 16, 128), (50, 16, 16, 256), (50, 8, 8, 256), (50, 8, 8, 512), (50, 4, 4, 512)]
-layers = [keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-4) for _ in shapes]
+if os.environ.get("BNN_BENCH_FUSED_BN") == "1":
+    sys.path.insert(0, {repo!r})
+    from bnn.batch_norm import BatchNormalization
+else:
+    BatchNormalization = keras.layers.BatchNormalization
+layers = [BatchNormalization(momentum=0.9, epsilon=1e-4) for _ in shapes]
 xs = [tf.random.uniform(s, -1, 1) for s in shapes]
 
 @tf.function
@@ -255,10 +268,13 @@ def step():
 """ + CODE_TAIL
 
 
-def _keras_3_and_tf_keras(code, larq):
-    """Run ``code`` (it prints 'median min max') in Keras 3 here and in tf-keras under ``larq``."""
-    for name, python, env in (("Keras 3", sys.executable, {}), ("tf-keras", larq, {"TF_USE_LEGACY_KERAS": "1"})):
-        if python is None:
+def _keras_3_and_tf_keras(code, larq, fused=False):
+    """Run ``code`` (it prints 'median min max') in Keras 3 here (and, with ``fused``, again with
+    ``BNN_BENCH_FUSED_BN=1``: the batch-norm part then uses `bnn.batch_norm`) and in tf-keras
+    under ``larq``."""
+    for name, python, env in (("Keras 3", sys.executable, {}), ("bnn fused", sys.executable, {"BNN_BENCH_FUSED_BN": "1"}),
+                              ("tf-keras", larq, {"TF_USE_LEGACY_KERAS": "1"})):
+        if python is None or (name == "bnn fused" and not fused):
             continue
         out = subprocess.run([python, "-c", code], env={**os.environ, **env}, capture_output=True,
                              text=True, check=True).stdout.split()
@@ -269,7 +285,7 @@ def batch_norm(rounds, larq):
     """CPU ms of forward and backward through the conv network's six batch norms (training mode)."""
     print(f"batch norm forward + backward, the conv network's 6 layers at batch 50, CPU ms median "
           f"(min-max) of {rounds}:")
-    _keras_3_and_tf_keras(BN_CODE.format(rounds=rounds), larq)
+    _keras_3_and_tf_keras(BN_CODE.format(rounds=rounds, repo=str(REPO)), larq, fused=True)
 
 
 def adam(rounds, larq):

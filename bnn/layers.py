@@ -259,3 +259,7 @@ class QuantActivation(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "quantizer": quantizers.serialize(self.quantizer)}
+
+# The network's batch norm lives in its own module; importing the layers registers it with Keras
+# too, so that keras.saving.load_model reads every layer bnn writes.
+from bnn.batch_norm import BatchNormalization  # noqa: E402,F401

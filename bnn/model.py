@@ -7,6 +7,7 @@ its scores are not quantized. The input image is not quantized.
 
 import keras
 
+from bnn.batch_norm import BatchNormalization
 from bnn.layers import QuantActivation, QuantConv2D, QuantDense
 from bnn.quantizers import Rotated, parse_spec
 from data.layout import IMAGE_SHAPES as INPUT_SHAPES, NUM_CLASSES as N_CLASSES
@@ -31,9 +32,12 @@ def companion(model, name, role):
 
 
 def batch_norm(config, name, **kwargs):
-    """Batch norm with the run's momentum, epsilon and scale (``--bn_*``); always a shift."""
-    return keras.layers.BatchNormalization(momentum=config.bn_momentum, epsilon=config.bn_epsilon,
-                                           scale=bool(config.bn_scale), name=name, **kwargs)
+    """Batch norm with the run's momentum, epsilon and scale (``--bn_*``); always a shift.
+
+    `bnn.batch_norm.BatchNormalization`: Keras's layer, on TensorFlow's fused kernel for conv outputs.
+    """
+    return BatchNormalization(momentum=config.bn_momentum, epsilon=config.bn_epsilon,
+                              scale=bool(config.bn_scale), name=name, **kwargs)
 
 
 def build_model(config):

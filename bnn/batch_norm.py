@@ -1,0 +1,62 @@
+"""Batch normalization on TensorFlow's fused kernel, numerically Keras's own layer.
+
+Keras 3's ``BatchNormalization`` computes the batch moments and the normalization as separate ops,
+each a pass over the activations, forward and backward. tf-keras (and Larq on it) calls
+TensorFlow's fused kernel (``FusedBatchNormV3``) for 4-D inputs instead: on the paper's CIFAR-10
+network at batch 50 the six batch norms' forward and backward passes take about a third of the
+time (``docs/distributed.md``). :class:`BatchNormalization` is Keras's layer with that kernel for
+the common case: the TensorFlow backend, a 4-D channels-last input, no mask, no renorm, not
+synchronized. Everything else (JAX, which compiles its own fusion; dense layers' 2-D inputs) goes
+to Keras's ``call`` unchanged.
+
+Its moving statistics follow Keras's rule, not tf-keras's: the moving variance averages the biased
+batch variance (the fused kernel returns the unbiased one, which is converted back), so a network
+trains and evaluates as it would with ``keras.layers.BatchNormalization``, within float rounding.
+"""
+
+import keras
+from keras import ops
+
+# FusedBatchNormV3 refuses a smaller epsilon (TensorFlow raises it to this value silently).
+_FUSED_MIN_EPSILON = 1.001e-5
+
+
+@keras.saving.register_keras_serializable(package="bnn")
+class BatchNormalization(keras.layers.BatchNormalization):
+    """``keras.layers.BatchNormalization`` that runs on TensorFlow's fused kernel where it can.
+
+    Takes exactly Keras's arguments and has its weights, so a checkpoint of either loads into the
+    other; ``isinstance(layer, keras.layers.BatchNormalization)`` holds.
+    """
+
+    def _fusable(self, inputs, mask):
+        axis = self.axis if isinstance(self.axis, int) else (self.axis[0] if len(self.axis) == 1 else None)
+        return (keras.backend.backend() == "tensorflow" and mask is None and len(inputs.shape) == 4
+                and axis in (3, -1) and not self.renorm and not self.synchronized
+                and self.epsilon >= _FUSED_MIN_EPSILON)
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fusable(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        # As Keras: float16/bfloat16 inputs are normalized in float32.
+        x = tf.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        channels = x.shape[-1]
+        gamma = tf.cast(self.gamma, x.dtype) if self.scale else tf.ones((channels,), x.dtype)
+        beta = tf.cast(self.beta, x.dtype) if self.center else tf.zeros((channels,), x.dtype)
+        if training and self.trainable:
+            y, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
+                x, gamma, beta, epsilon=self.epsilon, data_format="NHWC", is_training=True)
+            n = tf.cast(tf.size(x) // channels, x.dtype)
+            variance = unbiased * tf.maximum(n - 1.0, 0.0) / n
+            momentum = self.momentum
+            self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * momentum + mean * (1.0 - momentum))
+            self.moving_variance.assign(
+                ops.cast(self.moving_variance, x.dtype) * momentum + variance * (1.0 - momentum))
+        else:
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                x, gamma, beta, mean=tf.cast(self.moving_mean, x.dtype),
+                variance=tf.cast(self.moving_variance, x.dtype), epsilon=self.epsilon,
+                data_format="NHWC", is_training=False)
+        return ops.cast(y, self.compute_dtype)
