@@ -250,11 +250,7 @@ step = tf.function(lambda: opt.apply_gradients(zip(grads, variables)))
 BN_CODE = CODE_HEAD + """
 # the conv network's batch-norm inputs at batch 50: (50, 32, 32, 128) ... (50, 4, 4, 512)
 shapes = [(50, 32, 32, 128), (50, 16, 16, 128), (50, 16, 16, 256), (50, 8, 8, 256), (50, 8, 8, 512), (50, 4, 4, 512)]
-if os.environ.get("BNN_BENCH_FUSED_BN") == "1":
-    sys.path.insert(0, {repo!r})
-    from bnn.batch_norm import BatchNormalization
-else:
-    BatchNormalization = keras.layers.BatchNormalization
+{bn_import}
 layers = [BatchNormalization(momentum=0.9, epsilon=1e-4) for _ in shapes]
 xs = [tf.random.uniform(s, -1, 1) for s in shapes]
 
@@ -268,15 +264,14 @@ def step():
 """ + CODE_TAIL
 
 
-def _keras_3_and_tf_keras(code, larq, fused=False):
-    """Run ``code`` (it prints 'median min max') in Keras 3 here (and, with ``fused``, again with
-    ``BNN_BENCH_FUSED_BN=1``: the batch-norm part then uses `bnn.batch_norm`) and in tf-keras
-    under ``larq``."""
-    for name, python, env in (("Keras 3", sys.executable, {}), ("bnn fused", sys.executable, {"BNN_BENCH_FUSED_BN": "1"}),
-                              ("tf-keras", larq, {"TF_USE_LEGACY_KERAS": "1"})):
-        if python is None or (name == "bnn fused" and not fused):
+def _keras_3_and_tf_keras(code, larq, fused_code=None):
+    """Run ``code`` (it prints 'median min max') in Keras 3 here and in tf-keras under ``larq``,
+    and ``fused_code`` (the same part on `bnn.batch_norm`), if given, in Keras 3."""
+    for name, python, text, env in (("Keras 3", sys.executable, code, {}), ("bnn fused", sys.executable, fused_code, {}),
+                                    ("tf-keras", larq, code, {"TF_USE_LEGACY_KERAS": "1"})):
+        if python is None or text is None:
             continue
-        out = subprocess.run([python, "-c", code], env={**os.environ, **env}, capture_output=True,
+        out = subprocess.run([python, "-c", text], env={**os.environ, **env}, capture_output=True,
                              text=True, check=True).stdout.split()
         print(f"  {name:9s} {out[0]} ({out[1]}-{out[2]})")
 
@@ -285,7 +280,9 @@ def batch_norm(rounds, larq):
     """CPU ms of forward and backward through the conv network's six batch norms (training mode)."""
     print(f"batch norm forward + backward, the conv network's 6 layers at batch 50, CPU ms median "
           f"(min-max) of {rounds}:")
-    _keras_3_and_tf_keras(BN_CODE.format(rounds=rounds, repo=str(REPO)), larq, fused=True)
+    fused = f"sys.path.insert(0, {str(REPO)!r})\nfrom bnn.batch_norm import BatchNormalization"
+    _keras_3_and_tf_keras(BN_CODE.format(rounds=rounds, bn_import="BatchNormalization = keras.layers.BatchNormalization"),
+                          larq, BN_CODE.format(rounds=rounds, bn_import=fused))
 
 
 def adam(rounds, larq):

@@ -4,7 +4,7 @@ Keras 3's ``BatchNormalization`` computes the batch moments and the normalizatio
 each a pass over the activations, forward and backward. tf-keras (and Larq on it) calls
 TensorFlow's fused kernel (``FusedBatchNormV3``) for 4-D inputs instead: on the paper's CIFAR-10
 network at batch 50 the six batch norms' forward and backward passes take about a third of the
-time (``docs/distributed.md``). :class:`BatchNormalization` is Keras's layer with that kernel for
+CPU time with it (``docs/distributed.md``). :class:`BatchNormalization` is Keras's layer with that kernel for
 the common case: the TensorFlow backend, a 4-D channels-last input, no mask, no renorm, not
 synchronized. Everything else (JAX, which compiles its own fusion; dense layers' 2-D inputs) goes
 to Keras's ``call`` unchanged.
@@ -17,7 +17,8 @@ trains and evaluates as it would with ``keras.layers.BatchNormalization``, withi
 import keras
 from keras import ops
 
-# FusedBatchNormV3 refuses a smaller epsilon (TensorFlow raises it to this value silently).
+# The smallest epsilon the fused kernel honours: TensorFlow raises a smaller one to this value,
+# which would change the results, so such a layer keeps Keras's own call.
 _FUSED_MIN_EPSILON = 1.001e-5
 
 
@@ -30,9 +31,9 @@ class BatchNormalization(keras.layers.BatchNormalization):
     """
 
     def _fusable(self, inputs, mask):
-        axis = self.axis if isinstance(self.axis, int) else (self.axis[0] if len(self.axis) == 1 else None)
+        # Keras keeps ``axis`` as one int; channels-last is 3 or -1 for 4-D inputs.
         return (keras.backend.backend() == "tensorflow" and mask is None and len(inputs.shape) == 4
-                and axis in (3, -1) and not self.renorm and not self.synchronized
+                and self.axis in (3, -1) and not self.renorm and not self.synchronized
                 and self.epsilon >= _FUSED_MIN_EPSILON)
 
     def call(self, inputs, training=None, mask=None):
@@ -50,10 +51,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
                 x, gamma, beta, epsilon=self.epsilon, data_format="NHWC", is_training=True)
             n = tf.cast(tf.size(x) // channels, x.dtype)
             variance = unbiased * tf.maximum(n - 1.0, 0.0) / n
-            momentum = self.momentum
-            self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * momentum + mean * (1.0 - momentum))
-            self.moving_variance.assign(
-                ops.cast(self.moving_variance, x.dtype) * momentum + variance * (1.0 - momentum))
+            for moving, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
+                moving.assign(ops.cast(moving, x.dtype) * self.momentum + batch * (1.0 - self.momentum))
         else:
             y, _, _ = tf.compat.v1.nn.fused_batch_norm(
                 x, gamma, beta, mean=tf.cast(self.moving_mean, x.dtype),

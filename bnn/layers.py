@@ -20,6 +20,7 @@ from keras import ops
 
 from bnn import quantizers
 from bnn import losses  # noqa: F401  (registers the loss: checkpoints reload compiled)
+from bnn.batch_norm import BatchNormalization  # noqa: F401  (registered too: load_model reads every bnn layer)
 from bnn.constraints import Clip
 from bnn.geometry import haar_rotation
 
@@ -259,7 +260,3 @@ class QuantActivation(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "quantizer": quantizers.serialize(self.quantizer)}
-
-# The network's batch norm lives in its own module; importing the layers registers it with Keras
-# too, so that keras.saving.load_model reads every layer bnn writes.
-from bnn.batch_norm import BatchNormalization  # noqa: E402,F401

@@ -11,8 +11,8 @@ continuous twins (Anderson & Berg 2018, arXiv:1705.07199, Sec. 4-5):
   matmul) before pooling and batch norm, one per output position and filter.
 
 Only `dot_products` and `network_geometry`, which run the network, need Keras, and they import it
-when called: reading a cached analysis back (`bnn.analysis_cache`) and drawing it stays free of
-the backend's start-up. The batch-norm re-estimation and the binarization-pattern experiment are
+when called, so that importing this module (as the report and the analysis cache do) does not
+start the backend. The batch-norm re-estimation and the binarization-pattern experiment are
 in `bnn.pattern_experiment`; the numpy-only vector geometry is in `bnn.geometry`, the closed forms
 in `bnn.theory`.
 """

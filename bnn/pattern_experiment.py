@@ -12,6 +12,7 @@ import numpy as np
 
 from bnn import packed_layers
 
+
 def _chain(model):
     """The model's layers after the input, checked to form a single chain."""
     layers = model.layers[1:]
