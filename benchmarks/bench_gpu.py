@@ -8,17 +8,20 @@ at the paper's batch (50) and at a batch that fills the GPU.
 Runs ``bench_train.bench`` (each variant in a worker process, rounds alternating) for every batch
 size, on the backend of ``--backend`` (default jax, which needs no TensorFlow on the GPU). A batch
 size whose workers fail (out of memory) is reported and skipped. Prints images/s per variant and
-writes everything to ``--out`` as JSON.
+writes everything to ``--out`` as JSON. The workers share one GPU, so JAX's preallocation of most
+of its memory by the first is turned off (``XLA_PYTHON_CLIENT_PREALLOCATE=false``) unless set.
 """
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # read by each worker's JAX
 
 from benchmarks.bench_train import bench  # noqa: E402
 

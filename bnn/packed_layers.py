@@ -15,13 +15,12 @@ whole pattern experiment 1.54 times as fast.
 
 import numpy as np
 
-from bnn.bitpack import binary_dot, border_correction, pack_bits, pack_conv_kernel, tf_pack_bits, tf_patches
-
 _tf = None
 
 
 def _tensorflow():
-    """TensorFlow, imported on first use (the module is importable on the JAX backend without it)."""
+    """TensorFlow, imported on first use (the module, like `bnn.bitpack` that it imports only where
+    it runs, is importable on the JAX backend without it)."""
     global _tf
     if _tf is None:
         import tensorflow as tf
@@ -53,6 +52,7 @@ def _forward(kind):
     """The compiled dot products of one layer kind, shared by all layers (it retraces per shape)."""
     if kind not in _FORWARD:
         tf = _tensorflow()
+        from bnn.bitpack import binary_dot, tf_pack_bits, tf_patches
 
         def conv(x, w, border, k, d):
             words = tf_pack_bits(x > 0)
@@ -137,6 +137,8 @@ class PackedLayers:
         from bnn.layers import QuantConv2D
 
         tf = _tensorflow()
+        from bnn.bitpack import border_correction, pack_bits, pack_conv_kernel
+
         kernel = keras.ops.convert_to_numpy(layer.quantized_kernel())
         d = int(np.prod(kernel.shape[:-1]))
         if isinstance(layer, QuantConv2D):

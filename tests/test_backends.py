@@ -197,3 +197,34 @@ def test_jit_auto_in_a_run_is_logged_stored_and_kept_on_resume(tiny_data_dir, tm
     assert run_bnn.main(argv) == 0  # the complete run is loaded and tested again
     assert "XLA off (200 ms per step with XLA, 100 ms without): the form this run began with" in (
         capsys.readouterr().out)
+
+
+# TensorFlow made unimportable, as on a GPU machine that has only JAX: ``import tensorflow`` fails
+# and ``find_spec`` finds nothing.
+WITHOUT_TENSORFLOW = """
+import importlib.abc, importlib.util, sys
+class NoTensorFlow(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "tensorflow":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, NoTensorFlow())
+find_spec = importlib.util.find_spec
+importlib.util.find_spec = lambda name, *a: None if name.split(".")[0] == "tensorflow" else find_spec(name, *a)
+import run_bnn
+from bnn.report import make_report
+run_dir, data_dir = sys.argv[1:3]
+assert run_bnn.main(["--data_set", "MNIST", "--conv", "--fc", "16", "--epochs", "1", "--batch_size", "50",
+                     "--data_dir", data_dir, "--run_dir", run_dir]) == 0
+make_report(run_dir, 20, out_dir=run_dir + "/report", bn_images=50, print_fn=lambda *a, **k: None)
+assert "tensorflow" not in sys.modules
+"""
+
+
+# Run in the JAX pass of the suite only: once is enough, whatever the backend of this process.
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="runs in the JAX pass of the suite")
+def test_jax_trains_and_reports_without_tensorflow(tiny_data_dir, tmp_path):
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, str(tmp_path / "run"), str(tiny_data_dir)],
+                         env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "run" / "report" / "geometry.json").exists()
