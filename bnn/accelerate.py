@@ -17,8 +17,9 @@ from bnn import cluster
 from bnn.errors import BnnError
 
 # Steps run per call into the compiled function where a GPU or TPU makes the host's per-step
-# work (Python, callbacks, dispatch) the bottleneck. Not measured here (no GPU on the machine
-# this was written on): benchmarks/bench_gpu.py --steps_per_execution compares values.
+# work (Python, callbacks, dispatch) the bottleneck. On JAX, Keras loops over the compiled step in
+# Python, so this thins the callbacks only. Not tuned: benchmarks/bench_gpu.py's spe=N variants
+# compare values (docs/performance.md).
 ACCELERATOR_STEPS_PER_EXECUTION = 32
 
 
