@@ -24,6 +24,8 @@ import dataclasses
 import functools
 import hashlib
 import json
+import os
+import sys
 import zipfile
 from pathlib import Path
 
@@ -225,13 +227,27 @@ def analysis_key(run_dir, which, images, **params):
         ``format``, ``model`` (digest of the model file), ``config`` (of ``config.json``), ``images``,
         ``code`` (`code_digest`), ``backend`` (Keras's) and ``params``' entries.
     """
-    import keras
-
     from bnn import runs
 
     return {"format": FORMAT, "model": file_digest(runs.resolve_model_path(run_dir, which)),
             "config": file_digest(Path(run_dir) / runs.CONFIG), "images": array_digest(*images),
-            "code": code_digest(), "backend": keras.backend.backend(), **params}
+            "code": code_digest(), "backend": keras_backend(), **params}
+
+
+def keras_backend():
+    """The name of the backend Keras runs on (or will, once imported), read the way Keras reads it
+    (``KERAS_BACKEND``, else ``keras.json`` in ``$KERAS_HOME`` or ``~/.keras``), so that a cache hit
+    need not import Keras and its backend (seconds)."""
+    if "keras" in sys.modules:
+        return sys.modules["keras"].backend.backend()
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json")) as f:
+            return json.load(f).get("backend", "tensorflow")
+    except (OSError, ValueError):
+        return "tensorflow"
 
 
 def _differences(stored, wanted):

@@ -24,6 +24,10 @@ from bnn.batch_norm import BatchNormalization  # noqa: F401  (registered too: lo
 from bnn.constraints import Clip
 from bnn.geometry import haar_rotation
 
+# Quantizers imported before Keras (a cached analysis reads them without it) join keras.saving's
+# registry here at the latest, so that load_model finds them.
+quantizers.register_with_keras()
+
 #: Arguments of the original layers, mapped onto quantizers by :func:`_legacy_quantizer`.
 _LEGACY_KEYS = ("quantize_weights", "levels", "threshold", "rotation_seed")
 

@@ -29,13 +29,31 @@ are the same maps as plain functions.
 
 import importlib
 import inspect
+import sys
 
-import keras
 import numpy as np
-from keras import ops
 
 from bnn.errors import BnnError
 from bnn.levels import levels_problem, threshold_problem
+
+
+class _OnFirstUse:
+    """A module imported at its first attribute access, which then takes this stand-in's place
+    among the module's globals. Keras (and its backend, seconds to import) loads only once a
+    quantizer computes or is saved: reading a cached analysis (`bnn.analysis_cache`) makes
+    quantizers from their configs without it."""
+
+    def __init__(self, module, name):
+        self._module, self._name = module, name
+
+    def __getattr__(self, attr):
+        module = importlib.import_module(self._module)
+        globals()[self._name] = module
+        return getattr(module, attr)
+
+
+keras = _OnFirstUse("keras", "keras")
+ops = _OnFirstUse("keras.ops", "ops")
 
 
 class QuantizerError(BnnError, ValueError):
@@ -198,12 +216,31 @@ class Quantizer:
 
 def register(cls):
     """Register a quantizer class with Keras (package ``bnn``) and under its ``spec_name``."""
-    cls = keras.saving.register_keras_serializable(package="bnn")(cls)
     BUILTINS[cls.spec_name] = cls
-    return cls
+    return _keras_serializable(cls)
 
 
 BUILTINS = {}
+# bnn's own serializable classes by Keras's registered name ("bnn>Sign"). They are handed to
+# keras.saving's registry by `register_with_keras` (on importing `bnn.layers`, and before any
+# (de)serialization through Keras), not at definition, so that importing this module needs no Keras.
+_OWN = {}
+
+
+def _keras_serializable(cls):
+    _OWN[f"bnn>{cls.__name__}"] = cls
+    if "keras" in sys.modules:
+        register_with_keras()
+    return cls
+
+
+def register_with_keras():
+    """Register bnn's quantizer classes with ``keras.saving`` (package ``bnn``); idempotent."""
+    import keras as keras_module
+
+    for registered_name, cls in _OWN.items():
+        if keras_module.saving.get_registered_object(registered_name) is not cls:
+            keras_module.saving.register_keras_serializable(package="bnn")(cls)
 
 
 def _float_array(x):
@@ -386,7 +423,7 @@ class Uniform(Quantizer):
         return {"bits": self.bits, "step": self.step, "relative": self.relative}
 
 
-@keras.saving.register_keras_serializable(package="bnn")
+@_keras_serializable
 class Rotated(Quantizer):
     """The generalized binarization transformation ``R^T Q(R w)`` around a weight quantizer Q.
 
@@ -561,6 +598,10 @@ def get(identifier):
     if isinstance(identifier, Quantizer):
         return type(identifier).from_config(identifier.get_config())
     if isinstance(identifier, dict):
+        own = _OWN.get(identifier.get("registered_name"))
+        if own is not None and isinstance(identifier.get("config"), dict):
+            return own.from_config(identifier["config"])  # what Keras would do, without importing it
+        register_with_keras()
         return keras.saving.deserialize_keras_object(identifier)
     if isinstance(identifier, str):
         return parse_spec(identifier)
@@ -569,7 +610,10 @@ def get(identifier):
 
 def serialize(quantizer):
     """Keras config of a quantizer (None stays None)."""
-    return None if quantizer is None else keras.saving.serialize_keras_object(quantizer)
+    if quantizer is None:
+        return None
+    register_with_keras()
+    return keras.saving.serialize_keras_object(quantizer)
 
 
 def from_levels(levels=2, threshold=0.0):

@@ -105,3 +105,37 @@ def test_code_digest_ignores_the_figure_modules():
     assert "plotting.py" in analysis_cache.PRESENTATION_MODULES and "report.py" in analysis_cache.PRESENTATION_MODULES
     assert "network_geometry.py" not in analysis_cache.PRESENTATION_MODULES
     assert len(analysis_cache.code_digest()) == 64
+
+
+READ_WITHOUT_KERAS = """
+import sys
+from bnn import analysis_cache
+key, value = analysis_cache.read(sys.argv[1])
+backend = analysis_cache.keras_backend()
+assert "keras" not in sys.modules and "tensorflow" not in sys.modules and "jax" not in sys.modules, \\
+    sorted(m for m in sys.modules if m.split(".")[0] in ("keras", "tensorflow", "jax"))
+import keras
+assert backend == keras.backend.backend(), (backend, keras.backend.backend())
+(a,) = value["layers"]
+assert a.weight_quantizer == value["quantizer"] and a.weight_quantizer.spec() == "ternary:threshold=0.05,relative=false"
+print("ok")
+"""
+
+
+def test_a_cache_hit_reads_quantizers_without_importing_keras(tmp_path):
+    """Reading a stored analysis (the second run of gen_plots.ipynb) must not start Keras and its
+    backend (seconds); the backend in the key is still the one Keras would use."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from bnn.quantizers import Ternary
+
+    value = {"layers": [layer()], "quantizer": Ternary(0.05)}
+    value["layers"][0].weight_quantizer = Ternary(0.05)
+    analysis_cache.write(tmp_path / "c.npz", {"format": analysis_cache.FORMAT}, value)
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", READ_WITHOUT_KERAS, str(tmp_path / "c.npz")],
+                         env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
