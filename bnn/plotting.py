@@ -17,6 +17,7 @@ import numpy as np
 
 __all__ = [
     "save_figure",
+    "set_figure_formats",
     "plot_angle_histograms",
     "plot_binarization_angles",
     "plot_angle_spread",
@@ -44,7 +45,34 @@ _THEORY_STYLE = {"color": "black", "lw": 1.2}
 # --------------------------------------------------------------------------------------------------
 
 
-def save_figure(fig, save_path, formats=("pdf", "png"), dpi=150):
+# The formats a figure saved without a suffix is written in (`set_figure_formats`).
+_FORMATS = ["pdf", "png"]
+
+
+def set_figure_formats(formats):
+    """Set the formats of every figure saved from now on without a suffix; return the old ones.
+
+    Each format costs a full draw of the figure (about a second for a many-panel one on a 2-core
+    CPU): ``gen_plots.ipynb`` writes PNG alone unless asked for PDF too.
+
+    Parameters
+    ----------
+    formats : sequence of str
+        File types matplotlib writes (``"png"``, ``"pdf"``, ``"svg"``, ...); default ``pdf png``.
+
+    Returns
+    -------
+    list of str
+    """
+    formats = [str(f).lower().lstrip(".") for f in formats]
+    if not formats:
+        raise ValueError("set_figure_formats: give at least one format (png, pdf, svg, ...)")
+    old = list(_FORMATS)
+    _FORMATS[:] = formats
+    return old
+
+
+def save_figure(fig, save_path, formats=None, dpi=150):
     """Save a figure; a path without a file-type suffix is written once per format.
 
     Parameters
@@ -53,8 +81,9 @@ def save_figure(fig, save_path, formats=("pdf", "png"), dpi=150):
     save_path : str, os.PathLike or None
         ``"figures/hd/binary"`` writes ``binary.pdf`` and ``binary.png``; ``"plot.svg"`` writes just
         that file; None writes nothing. Missing parent directories are created.
-    formats : sequence of str, default ("pdf", "png")
-        Used when ``save_path`` has no suffix that matplotlib can write.
+    formats : sequence of str, optional
+        Used when ``save_path`` has no suffix that matplotlib can write; default PDF and PNG, or
+        what `set_figure_formats` set.
     dpi : int, default 150
         Resolution of raster formats.
 
@@ -71,7 +100,7 @@ def save_figure(fig, save_path, formats=("pdf", "png"), dpi=150):
     if path.suffix[1:].lower() in fig.canvas.get_supported_filetypes():
         paths = [path]
     else:
-        paths = [path.with_name(f"{path.name}.{fmt}") for fmt in formats]
+        paths = [path.with_name(f"{path.name}.{fmt}") for fmt in (formats or _FORMATS)]
     for p in paths:
         fig.savefig(p, dpi=dpi, bbox_inches="tight")
     return paths
