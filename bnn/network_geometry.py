@@ -322,12 +322,21 @@ def peak_angle(angles, grid=ANGLE_GRID):
 
 
 def quantized_values(levels):
-    """The values a quantized weight or activation takes: (-1, 1) or (-1, 0, 1)."""
-    return (-1.0, 1.0) if levels == 2 else (-1.0, 0.0, 1.0)
+    """The values a quantized weight or activation takes under the original flags: (-1, 1) or
+    (-1, 0, 1), as `bnn.quantizers.from_levels` declares them (``Quantizer.values``)."""
+    from bnn.quantizers import from_levels
+
+    return from_levels(levels).values
 
 
-def value_fractions(weights_quantized, levels):
-    """Fraction of the quantized weights at each level.
+def value_fractions(weights_quantized, levels=None):
+    """Fraction of the quantized weights at each of -1, 0 and 1.
+
+    Parameters
+    ----------
+    weights_quantized : array
+    levels : ignored
+        Kept for callers of the original signature: the fractions do not depend on it.
 
     Returns
     -------
@@ -338,8 +347,14 @@ def value_fractions(weights_quantized, levels):
     return {f"{v:g}": float(np.mean(w == v)) for v in (-1.0, 0.0, 1.0)}
 
 
+def _level_theory(levels, threshold, weight_std):
+    from bnn.quantizers import from_levels
+
+    return from_levels(levels, threshold).theory(weight_std)
+
+
 def theory_angle(levels, threshold=0.0, weight_std=1.0):
-    """Large-d angle between a Gaussian vector and its quantization, as the layer quantizes it.
+    """Large-d angle between a Gaussian vector and its quantization by the original flags' quantizer.
 
     Parameters
     ----------
@@ -353,19 +368,16 @@ def theory_angle(levels, threshold=0.0, weight_std=1.0):
     Returns
     -------
     float, radians
-        `bnn.theory.binary_limit_angle` (arccos sqrt(2/pi), 37.07 deg) for binary layers,
-        `bnn.theory.ternary_angle` at ``threshold / weight_std`` for ternary ones.
+        ``from_levels(levels, threshold).theory(weight_std)``'s angle (`bnn.quantizers`): arccos
+        sqrt(2/pi) (37.07 deg) for binary layers, `bnn.theory.ternary_angle` at ``threshold /
+        weight_std`` for ternary ones. `LayerGeometry.theory_angle` asks the layer's own quantizer.
     """
-    if levels == 2:
-        return theory.binary_limit_angle()
-    return float(theory.ternary_angle(threshold / weight_std))
+    return float(_level_theory(levels, threshold, weight_std)["angle"])
 
 
 def theory_angle_std(levels, dim, threshold=0.0, weight_std=1.0):
     """Large-d standard deviation of that angle for d = ``dim``: c / sqrt(d) (`bnn.theory`)."""
-    if levels == 2:
-        return float(theory.binary_angle_std(dim))
-    return float(theory.ternary_angle_std(threshold / weight_std, dim))
+    return float(_level_theory(levels, threshold, weight_std)["angle_std_coefficient"] / np.sqrt(dim))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -572,6 +584,7 @@ def network_geometry(model, x, n_points=200_000, batch_size=100, seed=0, rotatio
 
     from bnn.layer_tensors import iter_inspect, weight_layer_names
     from bnn.model import companion
+    from bnn.quantizers import outputs_sign
 
     x = np.asarray(x, dtype="float32")
     n = len(x)
@@ -586,7 +599,8 @@ def network_geometry(model, x, n_points=200_000, batch_size=100, seed=0, rotatio
     for i, layer in enumerate(layers):
         kernel = keras.ops.convert_to_numpy(layer.kernel)
         d = int(np.prod(kernel.shape[:-1]))
-        wanted = layer.levels == 2 and layer.quantize_weights and (d <= rotation_max_d or i == 0)
+        # R^T sign(R W^c) is compared with the layer's own +-1 weights: only where those are sign(W^c).
+        wanted = outputs_sign(layer.kernel_quantizer) and (d <= rotation_max_d or i == 0)
         rotated.append(rotated_kernel(kernel, geometry.haar_rotation(d, rot_rngs[i])) if wanted else None)
     kept = [{key: [] for key in {**DOT_PAIRS, **(ROTATED_PAIR if r is not None else {})}} for r in rotated]
     moments = np.zeros((len(layers), 3))  # per layer: count, sum and sum of squares of A^b's entries
@@ -668,6 +682,7 @@ def layer_summary(layer):
         ``zero_fraction`` of the quantized weights.
     """
     dots = layer.dots
+    threshold = _zero_threshold(layer.weight_quantizer, layer.weight_std)
     out = {
         "kind": layer.kind,
         "d": layer.dim,
@@ -684,15 +699,15 @@ def layer_summary(layer):
             "activations": float(np.mean(layer.disagreement("Ab.Wb", "Ac.Wb"))) if layer.quantized_input else None,
             "permuted": float(np.mean(layer.disagreement("Ap.Wb", "Ap.Wc")))},
         "weight_std": layer.weight_std,
-        "threshold": layer.threshold if layer.levels == 3 else None,
-        "threshold_in_std": layer.threshold / layer.weight_std if layer.levels == 3 else None,
+        "threshold": threshold,
+        "threshold_in_std": None if threshold is None else threshold / layer.weight_std,
     }
     if layer.quantize_weights:
         angles = layer.angles()
         angle_numbers = {"angle_mean": float(np.mean(angles)), "angle_peak": peak_angle(angles),
                          "angle_std": float(np.std(angles)), "angle_theory": layer.theory_angle(),
                          "angle_std_theory": layer.theory_angle_std(), "angle_init_theory": layer.init_angle()}
-        fractions = value_fractions(layer.weights_quantized, layer.levels)
+        fractions = value_fractions(layer.weights_quantized)
     else:
         angle_numbers = dict.fromkeys(("angle_mean", "angle_peak", "angle_std", "angle_theory",
                                        "angle_std_theory", "angle_init_theory"))
@@ -729,14 +744,20 @@ def rotation_numbers(layer):
     return out
 
 
-def threshold_numbers(layer):
-    """A ternary layer's two thresholds in units of the spread of what each one quantizes.
+def _zero_threshold(quantizer, std):
+    """``quantizer.zero_threshold(std)``, None without a quantizer."""
+    return None if quantizer is None else quantizer.zero_threshold(std)
 
-    The threshold is absolute (as in the authors' code): the weight layer's ``threshold`` applies to
-    its continuous weights, the ``<name>_act`` quantizer's to the batch-normed pre-activations. Each
-    is given in standard deviations of those values, with the Gaussian theory at that value
-    (`bnn.theory.ternary_zero_fraction`, `bnn.theory.ternary_angle`) beside the measured fraction
-    of zeros.
+
+def threshold_numbers(layer):
+    """A layer's two zero thresholds in units of the spread of what each one quantizes.
+
+    The thresholds are those the layer's quantizers declare (``Quantizer.zero_threshold``; the
+    original ternary flags give absolute ones, as in the authors' code): the weight quantizer's
+    applies to the continuous weights, the ``<name>_act`` quantizer's to the batch-normed
+    pre-activations. Each is given in standard deviations of those values, with the Gaussian theory
+    at that value (`bnn.theory.ternary_zero_fraction`, `bnn.theory.ternary_angle`) beside the
+    measured fraction of zeros.
 
     Returns
     -------
@@ -744,22 +765,24 @@ def threshold_numbers(layer):
         ``weight_threshold``, ``weight_threshold_in_std``, ``weight_zero_fraction_theory``,
         ``weight_angle_theory_deg``; ``activation_threshold``, ``activation_std``,
         ``activation_threshold_in_std``, ``activation_zero_fraction`` (measured),
-        ``activation_zero_fraction_theory``, ``activation_angle_theory_deg``. All None for a binary
-        layer; the activation ones None for ``out`` (no quantizer).
+        ``activation_zero_fraction_theory``, ``activation_angle_theory_deg``. The weight ones None
+        where the weight quantizer has no zero threshold (sign), the activation ones likewise and
+        for ``out`` (no quantizer).
     """
     keys = ("weight_threshold", "weight_threshold_in_std", "weight_zero_fraction_theory", "weight_angle_theory_deg",
             "activation_threshold", "activation_std", "activation_threshold_in_std", "activation_zero_fraction",
             "activation_zero_fraction_theory", "activation_angle_theory_deg")
     out = dict.fromkeys(keys)
-    if layer.levels != 3:
-        return out
-    t_w = layer.threshold / layer.weight_std
-    out.update(weight_threshold=layer.threshold, weight_threshold_in_std=t_w,
-               weight_zero_fraction_theory=float(theory.ternary_zero_fraction(t_w)),
-               weight_angle_theory_deg=float(np.degrees(theory.ternary_angle(t_w))))
-    if layer.quantize_activations and layer.activation_std:
-        t_a = layer.activation_threshold / layer.activation_std
-        out.update(activation_threshold=layer.activation_threshold, activation_std=layer.activation_std,
+    threshold = _zero_threshold(layer.weight_quantizer, layer.weight_std)
+    if threshold is not None:
+        t_w = threshold / layer.weight_std
+        out.update(weight_threshold=threshold, weight_threshold_in_std=t_w,
+                   weight_zero_fraction_theory=float(theory.ternary_zero_fraction(t_w)),
+                   weight_angle_theory_deg=float(np.degrees(theory.ternary_angle(t_w))))
+    threshold = _zero_threshold(layer.activation_quantizer, layer.activation_std) if layer.activation_std else None
+    if layer.quantize_activations and threshold is not None:
+        t_a = threshold / layer.activation_std
+        out.update(activation_threshold=threshold, activation_std=layer.activation_std,
                    activation_threshold_in_std=t_a, activation_zero_fraction=layer.activation_zero_fraction,
                    activation_zero_fraction_theory=float(theory.ternary_zero_fraction(t_a)),
                    activation_angle_theory_deg=float(np.degrees(theory.ternary_angle(t_a))))

@@ -38,6 +38,7 @@ from bnn.errors import BnnError
 from bnn.files import atomic_write
 from bnn.layers import QuantActivation, QuantConv2D, QuantDense
 from bnn.model import companion
+from bnn.quantizers import Quantizer, from_levels
 from bnn.runs import load_run
 
 FORMAT, VERSION = "bnn-packed", 1
@@ -61,7 +62,7 @@ def bn_affine(bn):
     return scale.numpy(), shift.numpy()
 
 
-def integer_thresholds(scale, shift, d, levels, threshold):
+def integer_thresholds(scale, shift, d, quantizer, threshold=0.0):
     """Fold ``quantize(x * scale + shift)`` on integer dot products ``x`` in [-d, d] into thresholds.
 
     Parameters
@@ -70,9 +71,12 @@ def integer_thresholds(scale, shift, d, levels, threshold):
         From :func:`bn_affine`.
     d : int
         Largest possible |dot product| (the number of input values a unit sees).
-    levels : {2, 3}
-        The activation quantizer: sign (sign(0) = +1), or ternary with ``threshold``.
+    quantizer : bnn.quantizers.Quantizer or {2, 3}
+        The activation quantizer, asked for its outputs (``numpy``) on every value the unit can
+        see: sign (sign(0) = +1) or ternary. The original ``levels`` (2 or 3) with ``threshold``
+        stand for `bnn.quantizers.from_levels`'s.
     threshold : float
+        With ``levels`` only.
 
     Returns
     -------
@@ -90,9 +94,11 @@ def integer_thresholds(scale, shift, d, levels, threshold):
     y = np.arange(-d, d + 1, dtype=np.int64)
     # Every integer the unit can see, in float32, through the same two roundings as Keras.
     f = (y[:, None] * sign[None, :]).astype(np.float32) * scale + shift
-    thr = np.float32(threshold)
-    pos = f >= 0 if levels == 2 else f > thr
-    neg = ~pos if levels == 2 else f < -thr
+    if not isinstance(quantizer, Quantizer):
+        quantizer = from_levels(quantizer, threshold)
+    # The quantizer's own float32 comparisons (sign: f >= 0; ternary: |f| > float32(t)).
+    q = quantizer.numpy(f)
+    pos, neg = q > 0, q < 0
     # Float rounding is monotone, so along y = sign * x these are step functions.
     if np.any(np.diff(pos.astype(np.int8), axis=0) < 0) or np.any(np.diff(neg.astype(np.int8), axis=0) > 0):
         raise BnnError("batch norm is not monotone in the dot product: cannot fold it into thresholds")
@@ -102,10 +108,19 @@ def integer_thresholds(scale, shift, d, levels, threshold):
     return sign, t_pos, t_neg
 
 
+#: The packed format's ``levels`` of each ``Quantizer.packing``: its sign plane, and its mask plane.
+PACKING_LEVELS = {"sign": 2, "ternary": 3}
+
+
+def _levels(quantizer):
+    """The format's levels of ``quantizer``'s packing, None for one without bit planes."""
+    return PACKING_LEVELS.get(getattr(quantizer, "packing", None))
+
+
 def _kernel_levels(layer, kernel):
     """2 or 3 for a kernel of binary or ternary values, None for a float one (e.g. a rotated kernel)."""
     if layer.quantize_weights and np.isin(kernel, (-1.0, 0.0, 1.0)).all():
-        return layer.levels
+        return _levels(layer.kernel_quantizer)
     return None
 
 
@@ -190,7 +205,7 @@ def pack_model(model):
                 key: pack_bits(bits.reshape(-1, bits.shape[-1]).T)
                 for key, bits in (("w_sign", kernel > 0), ("w_mask", kernel != 0))}
             arrays[prefix + "w_sign"] = planes["w_sign"]
-            if levels == 3:
+            if layer.kernel_quantizer.packing == "ternary":
                 arrays[prefix + "w_mask"] = planes["w_mask"]
         scale, shift = bn_affine(bn)
         if act is not None and not act.quantize_activations:
@@ -200,13 +215,13 @@ def pack_model(model):
         if act is None or not in_levels:
             arrays[prefix + "scale"], arrays[prefix + "shift"] = scale, shift
         if act is not None:
-            entry.update(act_levels=act.levels, act_threshold=act.threshold)
+            entry.update(act_levels=_levels(act.quantizer), act_threshold=act.quantizer.zero_threshold() or 0.0)
             if in_levels:
-                sign, t_pos, t_neg = integer_thresholds(scale, shift, entry["dim"], act.levels, act.threshold)
+                sign, t_pos, t_neg = integer_thresholds(scale, shift, entry["dim"], act.quantizer)
                 arrays[prefix + "sign"], arrays[prefix + "t_pos"] = sign, t_pos
-                if act.levels == 3:
+                if act.quantizer.packing == "ternary":
                     arrays[prefix + "t_neg"] = t_neg
-            in_shape, in_levels = tuple(bn.output.shape[1:]), act.levels
+            in_shape, in_levels = tuple(bn.output.shape[1:]), entry["act_levels"]
         layers.append(entry)
     meta = {"format": FORMAT, "version": VERSION, "input_shape": list(model.input.shape[1:]),
             "layers": layers}

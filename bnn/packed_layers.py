@@ -73,19 +73,20 @@ def _binary_input(chain, i):
     import keras
 
     from bnn.layers import QuantActivation
+    from bnn.quantizers import outputs_sign
 
     for layer in reversed(chain[:i]):
         if isinstance(layer, (keras.layers.Dropout, keras.layers.Flatten)):
             continue
-        return isinstance(layer, QuantActivation) and layer.quantize_activations and layer.levels == 2
+        return isinstance(layer, QuantActivation) and outputs_sign(layer.quantizer)
     return False
 
 
 class PackedLayers:
     """The packed form of each weight layer of a chain that has one, built when first asked for.
 
-    A layer qualifies while its weights are binarized (``quantize_weights`` with 2 levels, no
-    rotation) and its input is binary. The kernel is read when the layer is first asked for: use an
+    A layer qualifies while its kernel quantizer outputs +-1 (`bnn.quantizers.outputs_sign`: sign,
+    not a rotated one) and its input is binary. The kernel is read when the layer is first asked for: use an
     instance only while the weights stay as they are (the flags may change).
 
     Parameters
@@ -105,8 +106,10 @@ class PackedLayers:
     def get(self, layer):
         """A callable mapping a batch of the layer's +-1 inputs (a numpy array or TensorFlow tensor)
         to its dot products as a float32 tensor, or None if the layer does not qualify now."""
-        if (id(layer) not in self._eligible or not layer.quantize_weights or layer.levels != 2
-                or layer.rotation is not None):
+        from bnn.quantizers import outputs_sign
+
+        # Asked on each call: the pattern experiment switches quantize_weights on and off.
+        if id(layer) not in self._eligible or not outputs_sign(layer.kernel_quantizer):
             return None
         if id(layer) not in self._packed:
             self._packed[id(layer)] = self._pack(layer)

@@ -15,6 +15,8 @@ declaration            meaning                                                 d
                        mask planes) or None                                    refuses
 ``gaussian_pieces``    the step function it applies to a Gaussian of the       None: no theory
                        given std, as (edges, values) in units of that std
+``zero_threshold(s)``  t where it outputs 0 on ``|x| <= t``, in its input's     None: no zero
+                       units for an input of std s (a dead zone)               output
 ``backward(x, dy)``    the gradient rule                                       STE, cancelled
 ``build(layer, s)``    weights it needs, made by the layer that owns it        none
 =====================  ======================================================  ================
@@ -24,7 +26,8 @@ Built-ins: ``sign``, ``ternary``, ``scaled_sign``, ``uniform`` (spec names, see 
 A quantizer sees the whole kernel (or activation tensor) at once, so it may use statistics of it.
 
 The functions :func:`binarize`, :func:`ternarize`, :func:`quantize` and :func:`rotated_quantize`
-are the same maps as plain functions.
+are the same maps as plain functions; :func:`outputs_sign` asks ``values`` whether a quantizer
+outputs exactly +-1 (what bit-packed dot products and the rotation comparison need).
 """
 
 import importlib
@@ -159,6 +162,22 @@ class Quantizer:
         (edges, values) or None
             Increasing edges and the value on each interval between them (one more than the
             edges), or None where the quantizer declares no Gaussian theory.
+        """
+        return None
+
+    def zero_threshold(self, std=1.0):
+        """The half-width t of the band ``|x| <= t`` mapped to 0, or None where there is none.
+
+        Parameters
+        ----------
+        std : float
+            Standard deviation of the input, for quantizers whose threshold is relative to it.
+
+        Returns
+        -------
+        float or None
+            t in the input's own units (0.0 for a ternary quantizer at threshold 0, which still
+            maps exact zeros to 0); None for quantizers without a zero output (sign, uniform).
         """
         return None
 
@@ -320,6 +339,9 @@ class Ternary(Quantizer):
     def gaussian_pieces(self, std=1.0):
         t = self.threshold if self.relative else self.threshold / std
         return ([0.0], [-1.0, 1.0]) if t == 0 else ([-t, t], [-1.0, 0.0, 1.0])
+
+    def zero_threshold(self, std=1.0):
+        return float(self.threshold * std) if self.relative else float(self.threshold)
 
     def best_parameter(self):
         from bnn import theory
@@ -495,6 +517,10 @@ class Rotated(Quantizer):
         # R w is Gaussian with the same std when w is: the angle is the inner quantizer's.
         return self.quantizer.gaussian_pieces(std)
 
+    def zero_threshold(self, std=1.0):
+        # Applied to R w, which has the same std as w.
+        return self.quantizer.zero_threshold(std)
+
     def best_parameter(self):
         return self.quantizer.best_parameter()
 
@@ -614,6 +640,16 @@ def serialize(quantizer):
         return None
     register_with_keras()
     return keras.saving.serialize_keras_object(quantizer)
+
+
+def outputs_sign(quantizer):
+    """Whether ``quantizer`` (or None) declares exactly the values -1 and +1 (``values``).
+
+    Such outputs are bits: bit-packed dot products (`bnn.packed_layers`) and the comparison with
+    the generalized binarization R^T sign(R w) (`bnn.network_geometry`) ask this.
+    """
+    values = getattr(quantizer, "values", None)
+    return values is not None and sorted(float(v) for v in values) == [-1.0, 1.0]
 
 
 def from_levels(levels=2, threshold=0.0):

@@ -105,13 +105,25 @@ class Report:
         return self._model
 
     @property
+    def weight_quantizer(self):
+        """The run's weight quantizer (`bnn.quantizers`), made from its config's spec."""
+        return _quantizer(self.config)
+
+    @property
     def q(self):
-        """Superscript of the quantized tensors in labels: 'b' (binary) or 't' (ternary)."""
-        return "b" if self.config.levels == 2 else "t"
+        """Superscript of the quantized tensors in labels: 't' where the weight quantizer has a zero
+        output (ternary), else 'b'."""
+        return "b" if self.weight_quantizer.zero_threshold() is None else "t"
 
     def path(self, figure):
         """Where a figure of `FIGURES` is saved (without suffix: PDF and PNG are written)."""
         return self.out_dir / FIGURES[figure]
+
+
+def _quantizer(config):
+    from bnn.quantizers import get
+
+    return get(config.weight_quantizer)
 
 
 def open_run(run_dir, n_images=DEFAULT_N_IMAGES, which="best", out_dir=None, data_dir=None, print_fn=print):
@@ -167,9 +179,10 @@ def open_run(run_dir, n_images=DEFAULT_N_IMAGES, which="best", out_dir=None, dat
     n = min(n_images, n_available)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    threshold = _quantizer(config).zero_threshold()
     print_fn(f"{run_dir} ({which} model): {config.mode} network on {config.data_set}, layers "
              f"{', '.join(config.layer_names())}"
-             + (f", threshold {config.threshold:g}" if config.levels == 3 else "")
+             + (f", threshold {threshold:g}" if threshold is not None else "")
              + f"; {n} test images; output in {out_dir}")
     return Report(run_dir=run_dir, config=config, model_path=model_path, which=which, data=data,
                   x_test=data.x_test[:n], y_test=data.y_test[:n], n_requested=n_images, out_dir=out_dir)
@@ -328,16 +341,17 @@ def figure_angle_spread(report):
 
 
 def figure_weight_distributions(report):
-    """Figure 6: continuous weights per layer (log scale for binary; threshold marked for ternary)
-    and the fraction of each quantized value per layer."""
+    """Figure 6: continuous weights per layer (log scale where the quantizer has no zero threshold,
+    e.g. sign; the first layer's threshold marked where it has one, e.g. ternary) and the fraction
+    of each quantized value per layer."""
     layers = _quantized_layers(report)
     if not layers:
         return None
-    ternary = report.config.levels == 3
+    threshold = layers[0].weight_quantizer.zero_threshold(layers[0].weight_std)
     return plotting.plot_weight_distributions(
         [l.name for l in layers], [l.weights_continuous for l in layers],
         [report.summaries[l.name]["value_fractions"] for l in layers],
-        threshold=layers[0].threshold if ternary else None, log=not ternary,
+        threshold=threshold, log=threshold is None,
         save_path=report.path("weight_distributions"))
 
 
@@ -396,9 +410,11 @@ def figure_training_geometry(report):
     history = read_training_geometry(report.run_dir)
     if history is None:
         return None
-    if report.config.levels == 2:
-        limit, init = theory.binary_limit_angle(), theory.uniform_quantization_angle(0.0)
-    else:  # the lines are per layer for ternary; show the binary ones for scale
+    q = report.weight_quantizer
+    pieces = q.gaussian_pieces(1.0)
+    if pieces is not None and pieces == q.gaussian_pieces(2.0):  # one pair of lines fits every layer (sign)
+        limit, init = theory.step_quantizer_theory(*pieces)["angle"], theory.step_quantizer_uniform_angle(*pieces)
+    else:  # the lines depend on each layer's weight spread (ternary); show the binary ones for scale
         limit, init = theory.binary_limit_angle(), None
     return plotting.plot_training_geometry(history, limit, init, save_path=report.path("training"))
 
@@ -480,8 +496,9 @@ def rotation_table(report):
 
 def threshold_table(report):
     """A ternary run's thresholds per layer, in units of the spread of what each one quantizes, with
-    the Gaussian theory at that value (`bnn.network_geometry.threshold_numbers`); None for binary."""
-    if report.config.levels != 3:
+    the Gaussian theory at that value (`bnn.network_geometry.threshold_numbers`); None where no
+    layer's quantizer has a zero threshold (binary)."""
+    if all(s["weight_threshold"] is None and s["activation_threshold"] is None for s in report.summaries.values()):
         return None
 
     def f(value, fmt):
@@ -562,8 +579,9 @@ def make_report(run_dir, n_images=DEFAULT_N_IMAGES, out_dir=None, which="best", 
             cache=cache, print_fn=print_fn)
     print_fn(layer_table(report))
     print_fn(rotation_table(report))
-    if report.config.levels == 3:
-        print_fn(threshold_table(report))
+    thresholds = threshold_table(report)
+    if thresholds is not None:
+        print_fn(thresholds)
     start = time.perf_counter()
     for draw in (figure_weight_dot_products, figure_weight_dot_products_enlarged, figure_activation_dot_products,
                  figure_angles, figure_angle_spread, figure_weight_distributions, figure_permuted_dot_products,

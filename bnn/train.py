@@ -75,10 +75,16 @@ def check_quantized_weights_alive(model):
     (Glorot: sqrt(6 / (fan_in + fan_out))).
     """
     for layer in model.layers:
-        if getattr(layer, "quantize_weights", False) and layer.levels == 3:
+        q = getattr(layer, "kernel_quantizer", None)
+        if q is None:
+            continue
+        # The band the quantizer maps to 0 (None: it has none, as sign); relative thresholds
+        # scale with the kernel's own std.
+        threshold = q.zero_threshold(float(keras.ops.std(layer.kernel)))
+        if threshold is not None:
             largest = float(keras.ops.max(keras.ops.abs(layer.kernel)))
-            if largest <= layer.threshold:
-                raise BnnError(f"weight threshold {layer.threshold} (--threshold_weights or --threshold) "
+            if largest <= threshold:
+                raise BnnError(f"weight threshold {threshold} (--threshold_weights or --threshold) "
                                f"is above every initial weight "
                                f"of layer {layer.name} (largest {largest:.4f}), so all its weights "
                                f"ternarize to 0 and it cannot learn: use --threshold_weights below "

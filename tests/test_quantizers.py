@@ -142,6 +142,16 @@ def test_relative_ternary_threshold_is_in_units_of_the_tensor_std():
     np.testing.assert_array_equal(to_np(qz.Ternary(0.5, relative=True)(x)), np.sign(x) * (np.abs(x) > t))
 
 
+def test_zero_threshold_and_outputs_sign_declarations():
+    # What geometry, report and pack ask instead of the number of levels.
+    assert qz.Sign().zero_threshold() is None and qz.Uniform().zero_threshold(2.0) is None
+    assert qz.Ternary(0.0).zero_threshold() == 0.0 and qz.Ternary(0.2).zero_threshold(5.0) == 0.2
+    assert qz.Ternary(0.5, relative=True).zero_threshold(2.0) == 1.0
+    assert qz.Rotated(qz.Ternary(0.2)).zero_threshold() == 0.2
+    assert qz.outputs_sign(qz.Sign()) and qz.outputs_sign(qz.from_levels(2))
+    assert not any(qz.outputs_sign(q) for q in (None, qz.Ternary(0.1), qz.ScaledSign(), qz.Rotated("sign")))
+
+
 def test_scaled_sign_uses_mean_abs_of_each_output_filter():
     w = np.array([[0.5, -0.1], [-0.3, 0.2], [0.1, 0.6]], "float32")  # (d=3, filters=2)
     out = to_np(qz.ScaledSign()(w))
