@@ -138,8 +138,9 @@ def choose(config, run_dir, make_model, batch, n_devices, timer=time.perf_counte
     """Whether ``auto`` compiles with XLA in this run, and how that was decided.
 
     In order: the form stored in ``run_dir`` (a resumed run keeps it); the rule of runs begun
-    before forms were stored (``resuming`` without a stored form); the answer cached for this
-    machine and network; a measurement (:func:`measure`), then cached.
+    before forms were stored (``resuming`` without a stored form); XLA on where there is one
+    compiled form (JAX, :func:`times_both_forms`); the answer cached for this machine and network;
+    a measurement (:func:`measure`), then cached.
 
     Parameters
     ----------
@@ -149,7 +150,7 @@ def choose(config, run_dir, make_model, batch, n_devices, timer=time.perf_counte
     Returns
     -------
     dict
-        ``{'jit_compile': bool, 'source': 'run directory' | 'rule' | 'cache' | 'measured',
+        ``{'jit_compile': bool, 'source': 'run directory' | 'rule' | 'jax' | 'cache' | 'measured',
         'seconds_per_step': {'on': s, 'off': s} (measured or cached)}``.
     """
     stored = _read_json(Path(run_dir) / RUN_FILE)
@@ -157,6 +158,8 @@ def choose(config, run_dir, make_model, batch, n_devices, timer=time.perf_counte
         return {**stored, "source": "run directory"}
     if resuming:
         return {"jit_compile": bool(rule), "source": "rule"}
+    if not times_both_forms():
+        return {"jit_compile": True, "source": "jax"}
     key = cache_key(config, n_devices)
     folder = cache_dir()
     try:
@@ -175,6 +178,13 @@ def choose(config, run_dir, make_model, batch, n_devices, timer=time.perf_counte
     return {**answer, "source": "measured"}
 
 
+def times_both_forms():
+    """Whether there are two compiled forms to time. On JAX there is one: with ``jit_compile``
+    off Keras runs each step op by op, a debugging mode many times slower (a layer per dispatch),
+    so ``auto`` is XLA on there without a measurement."""
+    return keras.backend.backend() != "jax"
+
+
 def remember(run_dir, choice):
     """Store the run's form in ``run_dir`` (once: a resumed run keeps the first)."""
     path = Path(run_dir) / RUN_FILE
@@ -191,5 +201,6 @@ def describe(choice):
     why = {"run directory": "the form this run began with",
            "rule": "the form of runs begun before auto measured",
            "cache": f"measured before on this machine, {cache_dir() / CACHE_FILE}",
-           "measured": f"measured now; remembered in {cache_dir() / CACHE_FILE}"}[choice["source"]]
+           "measured": f"measured now; remembered in {cache_dir() / CACHE_FILE}",
+           "jax": "JAX's compiled form (off would run each step op by op)"}[choice["source"]]
     return f"--jit_compile auto: {form}{timed}: {why}"

@@ -147,6 +147,7 @@ def _fake(costs):
 
 def test_jit_auto_takes_the_faster_form_and_remembers_it(tmp_path, monkeypatch):
     monkeypatch.setenv("BNN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(jit_auto, "times_both_forms", lambda: True)  # as on TensorFlow, on either backend
     config = RunConfig(data_set="MNIST", conv=[], fc=[16], batch_size=10).resolve()
     make, timer, calls = _fake({True: 3.0, False: 2.0})
     choice = jit_auto.choose(config, tmp_path / "run", make, (None, None), 1, timer=timer)
@@ -179,8 +180,20 @@ def test_jit_auto_resumed_run_keeps_its_form(tmp_path, monkeypatch):
     assert old == {"jit_compile": True, "source": "rule"} and calls == []
 
 
+def test_jit_auto_on_jax_is_xla_on_without_timing(tmp_path, monkeypatch):
+    monkeypatch.setenv("BNN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(jit_auto, "times_both_forms", lambda: False)  # as on JAX, on either backend
+    config = RunConfig(data_set="MNIST", conv=[], fc=[16]).resolve()
+    make, timer, calls = _fake({True: 9.0, False: 1.0})
+    choice = jit_auto.choose(config, tmp_path / "run", make, (None, None), 1, timer=timer)
+    assert choice == {"jit_compile": True, "source": "jax"} and calls == []
+    assert "XLA on: JAX's compiled form" in jit_auto.describe(choice)
+    assert not (tmp_path / "cache").exists()  # nothing measured, nothing remembered
+
+
 def test_jit_auto_in_a_run_is_logged_stored_and_kept_on_resume(tiny_data_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BNN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(jit_auto, "times_both_forms", lambda: True)
     monkeypatch.setattr(jit_auto, "measure", lambda make, batch, timer=None: {"on": 0.2, "off": 0.1})
     argv = ["--data_set", "MNIST", "--conv", "--fc", "16", "--batch_size", "20", "--epochs", "2",
             "--ckpt_n", "1", "--data_dir", str(tiny_data_dir), "--run_dir", str(tmp_path / "run")]
