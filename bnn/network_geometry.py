@@ -12,7 +12,9 @@ continuous twins (Anderson & Berg 2018, arXiv:1705.07199, Sec. 4-5):
 
 Only `dot_products` and `network_geometry`, which run the network, need Keras, and they import it
 when called, so that importing this module (as the report and the analysis cache do) does not
-start the backend. The batch-norm re-estimation and the binarization-pattern experiment are
+start the backend. The numpy-only statistics of one layer's weights and dot products are in
+`bnn.layer_statistics`, the per-layer numbers of the report shaped from a `LayerGeometry` in
+`bnn.report_numbers`. The batch-norm re-estimation and the binarization-pattern experiment are
 in `bnn.pattern_experiment`; the numpy-only vector geometry is in `bnn.geometry`, the closed forms
 in `bnn.theory`.
 """
@@ -20,9 +22,10 @@ in `bnn.theory`.
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from bnn import geometry, theory
+from bnn.layer_statistics import (filter_angles, next_quantized_by, permuted_r_expected, regression,
+                                   rotated_kernel, sampled_dot_products)
 
 #: Keys of `LayerGeometry.dots`: which activations and which weights each dot product uses.
 #: ``Ap`` is ``A^b`` with its entries shuffled over the batch (the permutation control; drawn with
@@ -34,8 +37,6 @@ ROTATED_PAIR = {"Ab.Wr": ("Ab", "Wr")}
 #: Largest d for which `network_geometry` draws a Haar rotation by default: drawing one costs O(d^3)
 #: (about 1.3 s at d = 1152 on one core of the 2-core CPU, ~8x that at 2304).
 ROTATION_MAX_D = 2048
-#: Grid of angles (radians) on which angle densities are evaluated: 0.045 degree steps over [0, pi/2].
-ANGLE_GRID = np.linspace(0.0, np.pi / 2, 2001)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -74,310 +75,12 @@ def dot_products(a, w, kind):
     return keras.ops.convert_to_numpy(out)
 
 
-#: Points per chunk in `sampled_dot_products` (times d floats per gathered array): bounds memory.
-_CHUNK_FLOATS = 1 << 23
 #: Cost of one gathered float in `sampled_dot_products` against one multiply-add of the convolution,
 #: measured on the 2-core CPU (conv6 of the paper's network: 0.9 ns against 1/38 ns). `network_geometry`
 #: samples a conv layer's dot products where that is cheaper than whole convolutions: on 500 images
 #: with 200,000 points, every conv layer of the paper's network (conv5-conv6 only just: their
 #: 8 x 8 positions are nearly all sampled, and the two ways cost about the same there).
 _GATHER_COST = 35
-
-
-def sampled_dot_products(acts, weights, pairs, index):
-    """Dot products of a 'same' stride-1 convolution at chosen output entries only.
-
-    Equal (to float32 rounding) to ``dot_products(acts[a], weights[w], 'conv').ravel()[index]``
-    for each pair, at a cost of d multiply-adds per entry instead of the whole convolution: the
-    sampled dot products of the paper's CIFAR-10 network are 0.3-1.2% of its conv outputs. Each
-    input's patches are gathered once and shared by the pairs that use them.
-
-    Parameters
-    ----------
-    acts : dict of str -> array, shape (n, h, w, c_in)
-        Input activations by name (e.g. ``"Ab"``).
-    weights : dict of str -> array, shape (k, k, c_in, c_out)
-        Kernels by name (e.g. ``"Wb"``).
-    pairs : dict of str -> (str, str)
-        Output name -> (activation name, kernel name).
-    index : array of int, shape (m,)
-        Flat indices into the (n, h, w, c_out) output.
-
-    Returns
-    -------
-    dict of str -> ndarray, float32, shape (m,)
-    """
-    first = next(iter(acts.values()))
-    _, h, w, c = first.shape
-    k, _, _, f = next(iter(weights.values())).shape
-    before = (k - 1) // 2
-    padded = {key: np.pad(np.asarray(a, dtype="float32"),
-                          ((0, 0), (before, k - 1 - before), (before, k - 1 - before), (0, 0)))
-              for key, a in acts.items() if any(a_key == key for a_key, _ in pairs.values())}
-    columns = {key: np.ascontiguousarray(np.asarray(wt, dtype="float32").reshape(-1, f).T)
-               for key, wt in weights.items() if any(w_key == key for _, w_key in pairs.values())}
-    index = np.asarray(index)
-    out = {key: np.empty(len(index), dtype="float32") for key in pairs}
-    taps = np.arange(k)
-    # Points grouped by filter: each group's patches times one kernel column (a matrix-vector
-    # product) instead of a gathered column per point, 1.4x faster on the paper's conv2-conv6.
-    filt = index % f
-    order = np.argsort(filt, kind="stable")
-    bounds = np.searchsorted(filt[order], np.arange(f + 1))
-    step = max(1, _CHUNK_FLOATS // (k * k * c))
-    for j in range(f):
-        for lo in range(bounds[j], bounds[j + 1], step):
-            rows = order[lo:min(lo + step, bounds[j + 1])]
-            pos = index[rows] // f
-            col, row, img = pos % w, (pos // w) % h, pos // (h * w)
-            # (m, k, k, c) patches in the kernel's (row, column, channel) order, then flattened to d
-            where = (img[:, None, None], row[:, None, None] + taps[None, :, None],
-                     col[:, None, None] + taps[None, None, :])
-            patches = {key: a[where].reshape(len(rows), -1) for key, a in padded.items()}
-            for key, (a_key, w_key) in pairs.items():
-                out[key][rows] = patches[a_key] @ columns[w_key][j]
-    return out
-
-
-def regression(x, y):
-    """Pearson correlation and least-squares line of ``y`` on ``x``.
-
-    Parameters
-    ----------
-    x, y : array_like, same number of elements (flattened)
-
-    Returns
-    -------
-    dict
-        ``r``, ``slope``, ``intercept`` (from `scipy.stats.linregress`) and ``n``. ``r`` and the line
-        are None when ``x`` or ``y`` is constant (no correlation is defined).
-    """
-    x = np.ravel(np.asarray(x, dtype=np.float64))
-    y = np.ravel(np.asarray(y, dtype=np.float64))
-    if x.size != y.size:
-        raise ValueError(f"x and y need the same number of values. Received: {x.size} and {y.size}")
-    if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return {"r": None, "slope": None, "intercept": None, "n": int(x.size)}
-    fit = stats.linregress(x, y)
-    return {"r": float(fit.rvalue), "slope": float(fit.slope), "intercept": float(fit.intercept),
-            "n": int(x.size)}
-
-
-def permuted_r_expected(weights_quantized, weights_continuous, mean=0.0, var=1.0):
-    """Expected Pearson r of A.W^q against A.W^c when A has i.i.d. entries, pooled over the filters.
-
-    Parameters
-    ----------
-    weights_quantized, weights_continuous : array, shape (k, k, c_in, c_out) or (d, c_out)
-    mean, var : float
-        Mean and variance of the input entries (the permutation control draws them from the layer's
-        own A^b: for +-1 activations mean ~ 0, var ~ 1).
-
-    Returns
-    -------
-    float
-        With filter j picked uniformly, b_j, c_j its two weight vectors and S b_j = sum of b_j:
-        Cov = var mean_j(b_j . c_j) + mean^2 cov_j(S b_j, S c_j), Var_x = var mean_j |b_j|^2 +
-        mean^2 var_j(S b_j), likewise Var_y; r = Cov / sqrt(Var_x Var_y) (law of total covariance).
-        For zero-mean inputs this is the cosine of the angle between the whole kernels W^q and W^c,
-        i.e. per filter r = cos(angle(W^b_j, W^c_j)) (Anderson & Berg 2018, Sec. 5). Zero padding
-        at the borders of a convolution, which sets some entries to 0, is not modelled.
-    """
-    b = filter_vectors(np.asarray(weights_quantized, dtype=np.float64))
-    c = filter_vectors(np.asarray(weights_continuous, dtype=np.float64))
-    sb, sc = b.sum(axis=1), c.sum(axis=1)
-    cov = var * np.mean(np.einsum("jd,jd->j", b, c)) + mean**2 * np.mean((sb - sb.mean()) * (sc - sc.mean()))
-    vx = var * np.mean(np.einsum("jd,jd->j", b, b)) + mean**2 * np.var(sb)
-    vy = var * np.mean(np.einsum("jd,jd->j", c, c)) + mean**2 * np.var(sc)
-    return float(cov / np.sqrt(vx * vy)) if vx > 0 and vy > 0 else None
-
-
-def next_quantized(dots, filters, batch_norm, levels, threshold):
-    """The value the next quantizer gives a dot product: q(BN_j(z)), per-filter batch norm then quantizer.
-
-    Parameters
-    ----------
-    dots : array, shape (m,)
-        Dot products z (pre-pool, pre-batch-norm values of the layer).
-    filters : array of int, shape (m,)
-        Filter (output channel) j of each dot product.
-    batch_norm : dict
-        `bnn.layer_tensors.batch_norm_parameters` of the layer's batch norm.
-    levels : {2, 3}
-    threshold : float
-        The activation quantizer's threshold (batch-normed units; ignored for binary).
-
-    Returns
-    -------
-    ndarray, shape (m,), values in {-1, 0, 1}
-
-    Notes
-    -----
-    Binary: the quantizer switches where BN_j(z) = 0, i.e. at z*_j = mean_j - beta_j sqrt(var_j + eps)
-    / gamma_j, the batch-norm-shifted threshold of filter j (ternary: where BN_j(z) = +-t). Where a
-    2x2 max pool sits between the layer and its batch norm, each dot product is treated as if it
-    were the maximum of its window, i.e. the value the quantizer would see were it to win the pool.
-    """
-    from bnn.quantizers import from_levels
-
-    return next_quantized_by(dots, filters, batch_norm, from_levels(levels, threshold))
-
-
-def next_quantized_by(dots, filters, batch_norm, quantizer):
-    """:func:`next_quantized` for any activation quantizer: ``quantizer.numpy(BN_j(z))``.
-
-    Parameters
-    ----------
-    dots, filters, batch_norm
-        As in :func:`next_quantized`.
-    quantizer : bnn.quantizers.Quantizer
-        The ``<name>_act`` quantizer. One that uses statistics of its whole input sees the sample.
-
-    Returns
-    -------
-    ndarray, shape (m,)
-    """
-    bn = batch_norm
-    j = np.asarray(filters)
-    scale = bn["gamma"][j] / np.sqrt(bn["variance"][j] + bn["epsilon"])
-    z = scale * (np.asarray(dots, dtype=np.float64) - bn["mean"][j]) + bn["beta"][j]
-    return np.asarray(quantizer.numpy(z))
-
-
-def rotated_kernel(kernel, R):
-    """The generalized binarization R^T sign(R w) of every filter of a kernel.
-
-    Parameters
-    ----------
-    kernel : array, shape (k, k, c_in, c_out) or (d, c_out)
-        Continuous weights W^c.
-    R : array, shape (d, d)
-        A rotation, e.g. `bnn.geometry.haar_rotation` (one per layer, shared by its filters).
-
-    Returns
-    -------
-    ndarray, float32, the shape of ``kernel``
-        `bnn.geometry.rotated_binarize` of each filter vector (Anderson & Berg 2018, App.
-        "generalized binarization transformation").
-    """
-    kernel = np.asarray(kernel)
-    rotated = geometry.rotated_binarize(filter_vectors(kernel).astype(np.float64), R)
-    return rotated.T.reshape(kernel.shape).astype("float32")
-
-
-def filter_vectors(kernel):
-    """The weight vector of each filter: ``kernel[..., j]`` flattened.
-
-    Parameters
-    ----------
-    kernel : array, shape (k, k, c_in, c_out) or (d, c_out)
-
-    Returns
-    -------
-    ndarray, shape (c_out, d) with d = k*k*c_in or d
-    """
-    kernel = np.asarray(kernel)
-    return kernel.reshape(-1, kernel.shape[-1]).T
-
-
-def filter_angles(weights_continuous, weights_quantized):
-    """Angle between each filter's continuous weight vector and its quantization.
-
-    Parameters
-    ----------
-    weights_continuous, weights_quantized : array, shape (k, k, c_in, c_out) or (d, c_out)
-
-    Returns
-    -------
-    ndarray, shape (c_out,), radians in [0, pi/2]
-        `bnn.geometry.angle` of the flattened filters; pi/2 for a filter ternarized to all zeros.
-    """
-    return geometry.angle(filter_vectors(weights_continuous), filter_vectors(weights_quantized))
-
-
-def angle_density(angles, grid=ANGLE_GRID):
-    """Kernel density estimate of a set of angles.
-
-    Parameters
-    ----------
-    angles : array_like, shape (m,), radians
-    grid : array_like, shape (g,), radians
-
-    Returns
-    -------
-    ndarray, shape (g,), per radian
-        `scipy.stats.gaussian_kde` with Scott's bandwidth. A single angle, or identical ones (where
-        the KDE is undefined), gives a normal bump of width 0.25 degree at that angle.
-    """
-    angles = np.ravel(np.asarray(angles, dtype=np.float64))
-    if angles.size < 2 or np.ptp(angles) == 0:
-        return stats.norm.pdf(grid, loc=angles.mean(), scale=np.radians(0.25))
-    return stats.gaussian_kde(angles)(grid)
-
-
-def peak_angle(angles, grid=ANGLE_GRID):
-    """The angle at which `angle_density` peaks (the mode of the angle distribution), radians."""
-    grid = np.asarray(grid)
-    return float(grid[np.argmax(angle_density(angles, grid))])
-
-
-def quantized_values(levels):
-    """The values a quantized weight or activation takes under the original flags: (-1, 1) or
-    (-1, 0, 1), as `bnn.quantizers.from_levels` declares them (``Quantizer.values``)."""
-    from bnn.quantizers import from_levels
-
-    return from_levels(levels).values
-
-
-def value_fractions(weights_quantized, levels=None):
-    """Fraction of the quantized weights at each of -1, 0 and 1.
-
-    Parameters
-    ----------
-    weights_quantized : array
-    levels : ignored
-        Kept for callers of the original signature: the fractions do not depend on it.
-
-    Returns
-    -------
-    dict of str -> float
-        ``{"-1": ..., "0": ..., "1": ...}``; the key "0" is there for binary layers too (and is 0).
-    """
-    w = np.asarray(weights_quantized)
-    return {f"{v:g}": float(np.mean(w == v)) for v in (-1.0, 0.0, 1.0)}
-
-
-def _level_theory(levels, threshold, weight_std):
-    from bnn.quantizers import from_levels
-
-    return from_levels(levels, threshold).theory(weight_std)
-
-
-def theory_angle(levels, threshold=0.0, weight_std=1.0):
-    """Large-d angle between a Gaussian vector and its quantization by the original flags' quantizer.
-
-    Parameters
-    ----------
-    levels : {2, 3}
-    threshold : float
-        Ternarization threshold in weight units (``--threshold``).
-    weight_std : float
-        Standard deviation of the layer's continuous weights: the threshold is ``threshold /
-        weight_std`` standard deviations.
-
-    Returns
-    -------
-    float, radians
-        ``from_levels(levels, threshold).theory(weight_std)``'s angle (`bnn.quantizers`): arccos
-        sqrt(2/pi) (37.07 deg) for binary layers, `bnn.theory.ternary_angle` at ``threshold /
-        weight_std`` for ternary ones. `LayerGeometry.theory_angle` asks the layer's own quantizer.
-    """
-    return float(_level_theory(levels, threshold, weight_std)["angle"])
-
-
-def theory_angle_std(levels, dim, threshold=0.0, weight_std=1.0):
-    """Large-d standard deviation of that angle for d = ``dim``: c / sqrt(d) (`bnn.theory`)."""
-    return float(_level_theory(levels, threshold, weight_std)["angle_std_coefficient"] / np.sqrt(dim))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -507,7 +210,7 @@ class LayerGeometry:
         return None if pieces is None else theory.step_quantizer_uniform_angle(*pieces)
 
     def next_quantized(self, key):
-        """`next_quantized` of ``dots[key]``: what the next quantizer outputs; None for ``out``."""
+        """`bnn.layer_statistics.next_quantized` of ``dots[key]``: what the next quantizer outputs; None for ``out``."""
         if not self.quantize_activations:
             return None
         return next_quantized_by(self.dots[key], self.filters, self.batch_norm, self.activation_quantizer)
@@ -519,7 +222,7 @@ class LayerGeometry:
         its permuted twin); ``dots[other_key]`` (with W^c or A^c) has another scale, so it is first
         brought to those units by the least-squares line of it on the network's values, y' = (y -
         intercept) / slope: what re-estimating batch norm for it would do, up to per-filter
-        differences. Both are then quantized by `next_quantized` at each filter's threshold.
+        differences. Both are then quantized by `bnn.layer_statistics.next_quantized` at each filter's threshold.
 
         Returns
         -------
@@ -535,7 +238,7 @@ class LayerGeometry:
         return q[0] != q[1]
 
     def permuted_r_expected(self):
-        """`permuted_r_expected` for this layer's kernels and input statistics."""
+        """`bnn.layer_statistics.permuted_r_expected` for this layer's kernels and input statistics."""
         return permuted_r_expected(self.weights_quantized, self.weights_continuous, self.input_mean,
                                    self.input_var)
 
@@ -659,131 +362,3 @@ def network_geometry(model, x, n_points=200_000, batch_size=100, seed=0, rotatio
             if has_act else None,
             activation_zero_fraction=float(act_zeros / act_count) if has_act else None))
     return result, np.concatenate(scores)
-
-
-def layer_summary(layer):
-    """The per-layer numbers of the report, JSON-ready (angles in radians and degrees).
-
-    Parameters
-    ----------
-    layer : LayerGeometry
-
-    Returns
-    -------
-    dict
-        ``d``, ``n_filters``, ``kind``; ``weights`` (r, slope, intercept of A^b.W^c on A^b.W^b),
-        ``activations`` (A^b.W^b on A^c.W^b; None when the input is not quantized), ``permuted``
-        (A^p.W^c on A^p.W^b) and ``permuted_r_expected`` (its value for i.i.d. inputs,
-        `permuted_r_expected`); ``next_quantizer_differs``: the fraction of the sampled pairs of
-        ``weights``, ``activations`` and ``permuted`` that the next quantizer maps to different values
-        (None for the output layer, which has no quantizer); the angle between each filter's W^c and W^b: ``angle_mean``,
-        ``angle_peak`` (mode of its KDE), ``angle_std``, ``angle_theory``, ``angle_init_theory`` (the same theory for
-        the uniform initialization: 30 deg for binary; None where the weights are not quantized); ``weight_std``, ``threshold_in_std``, ``value_fractions`` and
-        ``zero_fraction`` of the quantized weights.
-    """
-    dots = layer.dots
-    threshold = _zero_threshold(layer.weight_quantizer, layer.weight_std)
-    out = {
-        "kind": layer.kind,
-        "d": layer.dim,
-        "n_filters": layer.n_filters,
-        "quantize_weights": layer.quantize_weights,
-        "n_dot_products": layer.n_dot_products,
-        "n_sampled": int(len(dots["Ab.Wb"])),
-        "weights": regression(dots["Ab.Wb"], dots["Ab.Wc"]),
-        "activations": regression(dots["Ac.Wb"], dots["Ab.Wb"]) if layer.quantized_input else None,
-        "permuted": regression(dots["Ap.Wb"], dots["Ap.Wc"]),
-        "permuted_r_expected": layer.permuted_r_expected(),
-        "next_quantizer_differs": None if not layer.quantize_activations else {
-            "weights": float(np.mean(layer.disagreement("Ab.Wb", "Ab.Wc"))),
-            "activations": float(np.mean(layer.disagreement("Ab.Wb", "Ac.Wb"))) if layer.quantized_input else None,
-            "permuted": float(np.mean(layer.disagreement("Ap.Wb", "Ap.Wc")))},
-        "weight_std": layer.weight_std,
-        "threshold": threshold,
-        "threshold_in_std": None if threshold is None else threshold / layer.weight_std,
-    }
-    if layer.quantize_weights:
-        angles = layer.angles()
-        angle_numbers = {"angle_mean": float(np.mean(angles)), "angle_peak": peak_angle(angles),
-                         "angle_std": float(np.std(angles)), "angle_theory": layer.theory_angle(),
-                         "angle_std_theory": layer.theory_angle_std(), "angle_init_theory": layer.init_angle()}
-        fractions = value_fractions(layer.weights_quantized)
-    else:
-        angle_numbers = dict.fromkeys(("angle_mean", "angle_peak", "angle_std", "angle_theory",
-                                       "angle_std_theory", "angle_init_theory"))
-        fractions = None
-    out.update(threshold_numbers(layer))
-    for key, value in list(angle_numbers.items()):
-        out[key] = value
-        out[f"{key}_deg"] = None if value is None else float(np.degrees(value))
-    out["value_fractions"] = fractions
-    out["zero_fraction"] = None if fractions is None else fractions["0"]
-    out["weight_zero_fraction"] = out["zero_fraction"]
-    out["rotation"] = rotation_numbers(layer)
-    return out
-
-
-def rotation_numbers(layer):
-    """Plain sign(W) against the generalized binarization R^T sign(R W) for one layer.
-
-    Returns
-    -------
-    dict or None
-        ``plain`` and ``rotated``, each with the per-filter angle to W^c (``angle_mean_deg``,
-        ``angle_std_deg``) and Pearson ``r`` of A.W^c on A.W (the dot-product proportionality of
-        section 2, A = A^b); None where no rotation was drawn (ternary weights, or d above
-        ``rotation_max_d``).
-    """
-    if layer.weights_rotated is None:
-        return None
-    out = {"d": layer.dim}
-    for name, kernel, key in (("plain", layer.weights_quantized, "Ab.Wb"), ("rotated", layer.weights_rotated, "Ab.Wr")):
-        angles = np.degrees(filter_angles(layer.weights_continuous, kernel))
-        out[name] = {"angle_mean_deg": float(angles.mean()), "angle_std_deg": float(angles.std()),
-                     "r": regression(layer.dots[key], layer.dots["Ab.Wc"])["r"]}
-    return out
-
-
-def _zero_threshold(quantizer, std):
-    """``quantizer.zero_threshold(std)``, None without a quantizer."""
-    return None if quantizer is None else quantizer.zero_threshold(std)
-
-
-def threshold_numbers(layer):
-    """A layer's two zero thresholds in units of the spread of what each one quantizes.
-
-    The thresholds are those the layer's quantizers declare (``Quantizer.zero_threshold``; the
-    original ternary flags give absolute ones, as in the authors' code): the weight quantizer's
-    applies to the continuous weights, the ``<name>_act`` quantizer's to the batch-normed
-    pre-activations. Each is given in standard deviations of those values, with the Gaussian theory
-    at that value (`bnn.theory.ternary_zero_fraction`, `bnn.theory.ternary_angle`) beside the
-    measured fraction of zeros.
-
-    Returns
-    -------
-    dict
-        ``weight_threshold``, ``weight_threshold_in_std``, ``weight_zero_fraction_theory``,
-        ``weight_angle_theory_deg``; ``activation_threshold``, ``activation_std``,
-        ``activation_threshold_in_std``, ``activation_zero_fraction`` (measured),
-        ``activation_zero_fraction_theory``, ``activation_angle_theory_deg``. The weight ones None
-        where the weight quantizer has no zero threshold (sign), the activation ones likewise and
-        for ``out`` (no quantizer).
-    """
-    keys = ("weight_threshold", "weight_threshold_in_std", "weight_zero_fraction_theory", "weight_angle_theory_deg",
-            "activation_threshold", "activation_std", "activation_threshold_in_std", "activation_zero_fraction",
-            "activation_zero_fraction_theory", "activation_angle_theory_deg")
-    out = dict.fromkeys(keys)
-    threshold = _zero_threshold(layer.weight_quantizer, layer.weight_std)
-    if threshold is not None:
-        t_w = threshold / layer.weight_std
-        out.update(weight_threshold=threshold, weight_threshold_in_std=t_w,
-                   weight_zero_fraction_theory=float(theory.ternary_zero_fraction(t_w)),
-                   weight_angle_theory_deg=float(np.degrees(theory.ternary_angle(t_w))))
-    threshold = _zero_threshold(layer.activation_quantizer, layer.activation_std) if layer.activation_std else None
-    if layer.quantize_activations and threshold is not None:
-        t_a = threshold / layer.activation_std
-        out.update(activation_threshold=threshold, activation_std=layer.activation_std,
-                   activation_threshold_in_std=t_a, activation_zero_fraction=layer.activation_zero_fraction,
-                   activation_zero_fraction_theory=float(theory.ternary_zero_fraction(t_a)),
-                   activation_angle_theory_deg=float(np.degrees(theory.ternary_angle(t_a))))
-    return out

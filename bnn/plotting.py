@@ -492,12 +492,12 @@ def plot_dot_product_panel(x, y, fit=None, x_label="", y_label="", title=None, d
     x, y : array_like, shape (m,)
         Paired dot products, e.g. A·W^b and A·W^c at the same (image, position, filter).
     fit : dict, optional
-        ``r``, ``slope``, ``intercept`` of y on x (e.g. `bnn.network_geometry.regression`); the line is
+        ``r``, ``slope``, ``intercept`` of y on x (e.g. `bnn.layer_statistics.regression`); the line is
         drawn and r is written in the corner. Values of None (no correlation defined) are skipped.
     x_label, y_label, title : str
     disagree : array of bool, shape (m,), optional
         The pairs that the next layer's quantizer maps to different values (at each filter's
-        batch-norm-shifted threshold, `bnn.network_geometry.next_quantized`). They are drawn again
+        batch-norm-shifted threshold, `bnn.layer_statistics.next_quantized`). They are drawn again
         in red on top, with their share in the corner. None (the output layer, which has no
         quantizer): nothing is marked.
     r_expected : float, optional
@@ -599,7 +599,7 @@ def plot_layer_angle_densities(labels, grid, densities, theory_angles, zoom=None
         E.g. ``"conv1 (d = 27)"``.
     grid : array_like, shape (g,), radians
     densities : sequence of k arrays of shape (g,), per radian
-        E.g. `bnn.network_geometry.angle_density`.
+        E.g. `bnn.layer_statistics.angle_density`.
     theory_angles : float or sequence of k floats, radians, or None
         Vertical lines: one black line (the binary limit arccos sqrt(2/pi)), or one per layer in the
         layer's colour (ternary: the threshold in units of each layer's weight std differs); None

@@ -29,7 +29,7 @@ import numpy as np
 
 from bnn import analysis_cache
 from bnn import network_geometry as ng
-from bnn import plotting, runs, theory
+from bnn import layer_statistics, plotting, report_numbers, runs, theory
 from bnn.commands import DEFAULT_BN_IMAGES, DEFAULT_N_IMAGES, default_out_dir
 from bnn.config import RunConfig
 from bnn.errors import BnnError
@@ -72,7 +72,7 @@ class Report:
     layers : list of LayerGeometry
         Filled by `analyse`.
     summaries : dict of str -> dict
-        `bnn.network_geometry.layer_summary` per layer name, filled by `analyse`.
+        `bnn.report_numbers.layer_summary` per layer name, filled by `analyse`.
     accuracy : float
         Test accuracy on ``x_test``, filled by `analyse`.
     patterns : list of dict
@@ -212,7 +212,7 @@ def analyse(report, n_points=200_000, batch_size=100, seed=0, rotation_max_d=ng.
         progress = keras.utils.Progbar(len(report.x_test), unit_name="image")
         layers, scores = ng.network_geometry(report.model, report.x_test, n_points=n_points, batch_size=batch_size,
                                              seed=seed, rotation_max_d=rotation_max_d, progress=progress.update)
-        return {"layers": layers, "summaries": {layer.name: ng.layer_summary(layer) for layer in layers},
+        return {"layers": layers, "summaries": {layer.name: report_numbers.layer_summary(layer) for layer in layers},
                 "accuracy": float(np.mean(scores.argmax(-1) == report.y_test))}
 
     result = _cached(report, "geometry", compute, cache, print_fn, (report.x_test, report.y_test),
@@ -300,7 +300,7 @@ def figure_angles(report):
     layers = _quantized_layers(report)
     if not layers:
         return None
-    densities = [ng.angle_density(l.angles()) for l in layers]
+    densities = [layer_statistics.angle_density(l.angles()) for l in layers]
     # Each layer's weight quantizer gives the lines: one for all layers where they coincide (sign:
     # arccos sqrt(2/pi) whatever the weights' scale), one per layer where the quantizer's angle
     # depends on the weights' spread (an absolute ternary threshold), none without a theory.
@@ -310,7 +310,7 @@ def figure_angles(report):
     init_angles = _reference([l.init_angle() for l in layers])
     init_label = "uniform initialization"
     return plotting.plot_layer_angle_densities(
-        _titles(report, layers), ng.ANGLE_GRID, densities, theory_angles, theory_label=label,
+        _titles(report, layers), layer_statistics.ANGLE_GRID, densities, theory_angles, theory_label=label,
         init_angles=init_angles, init_label=init_label, save_path=report.path("angles"))
 
 
@@ -481,7 +481,7 @@ def layer_table(report):
 
 def rotation_table(report):
     """Plain sign(W) against R^T sign(R W) with a Haar rotation R, per layer: angle to W^c and r of the
-    dot products (`bnn.network_geometry.rotation_numbers`); a dash where no rotation was drawn."""
+    dot products (`bnn.report_numbers.rotation_numbers`); a dash where no rotation was drawn."""
     lines = [f"{'layer':<7}{'d':>6}{'sign(W): angle °':>18}{'r':>7}{'R^T sign(RW): angle °':>23}{'r':>7}"]
     for name, s in report.summaries.items():
         rot = s["rotation"]
@@ -496,7 +496,7 @@ def rotation_table(report):
 
 def threshold_table(report):
     """A ternary run's thresholds per layer, in units of the spread of what each one quantizes, with
-    the Gaussian theory at that value (`bnn.network_geometry.threshold_numbers`); None where no
+    the Gaussian theory at that value (`bnn.report_numbers.threshold_numbers`); None where no
     layer's quantizer has a zero threshold (binary)."""
     if all(s["weight_threshold"] is None and s["activation_threshold"] is None for s in report.summaries.values()):
         return None

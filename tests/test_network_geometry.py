@@ -1,5 +1,5 @@
-"""Tests for bnn.network_geometry: dot products, angles, regression, batch-norm re-estimation; and the
-trained-network plot functions of bnn.plotting."""
+"""Tests for bnn.network_geometry, bnn.layer_statistics and bnn.report_numbers: dot products, angles,
+regression, batch-norm re-estimation; and the trained-network plot functions of bnn.plotting."""
 
 import matplotlib
 
@@ -15,7 +15,7 @@ from scipy import stats
 
 from bnn import network_geometry as ng
 from bnn import pattern_experiment as pe
-from bnn import geometry, plotting, theory
+from bnn import geometry, layer_statistics, plotting, report_numbers, theory
 from bnn.config import RunConfig
 from bnn.layer_tensors import inspect_network
 from bnn.quantizers import Ternary
@@ -37,18 +37,19 @@ def test_filter_angles_of_known_filters():
                     [1.0, 4.0, 1.0, -1.0]])
     # (3, 1) against its sign (1, 1): cos = 4 / (sqrt(10) sqrt(2)) = 2 / sqrt(5).
     expected = [np.pi / 2, 0.0, np.arccos(2 / np.sqrt(5)), np.pi]
-    np.testing.assert_allclose(ng.filter_angles(w_c, w_q), expected, atol=1e-7)
+    np.testing.assert_allclose(layer_statistics.filter_angles(w_c, w_q), expected, atol=1e-7)
 
 
 def test_filter_vectors_of_a_conv_kernel_are_its_flattened_filters():
     kernel = np.arange(2 * 2 * 3 * 5, dtype=float).reshape(2, 2, 3, 5) - 30
-    vectors = ng.filter_vectors(kernel)
+    vectors = layer_statistics.filter_vectors(kernel)
     assert vectors.shape == (5, 12)
     np.testing.assert_array_equal(vectors[3], kernel[..., 3].ravel())
     # a filter against its sign: u . sign(u) = ||u||_1 and ||sign(u)|| = sqrt(d)
     v = kernel[..., 1].ravel()
     expected = np.arccos(np.abs(v).sum() / (np.linalg.norm(v) * np.sqrt(12)))
-    assert ng.filter_angles(kernel, np.where(kernel >= 0, 1.0, -1.0))[1] == pytest.approx(expected, abs=1e-7)
+    angles = layer_statistics.filter_angles(kernel, np.where(kernel >= 0, 1.0, -1.0))
+    assert angles[1] == pytest.approx(expected, abs=1e-7)
 
 
 def _explicit_conv(a, w):
@@ -90,36 +91,36 @@ def test_dense_dot_products_are_the_matmul():
 
 def test_regression_of_exact_lines_and_of_constants():
     x = np.arange(10.0)
-    fit = ng.regression(x, 2 * x + 1)
+    fit = layer_statistics.regression(x, 2 * x + 1)
     assert fit["r"] == pytest.approx(1.0) and fit["slope"] == pytest.approx(2.0)
     assert fit["intercept"] == pytest.approx(1.0) and fit["n"] == 10
-    assert ng.regression(x, -x)["r"] == pytest.approx(-1.0)
+    assert layer_statistics.regression(x, -x)["r"] == pytest.approx(-1.0)
     # r = cov / (std std) for a hand-made pair: x = (0, 1, 2), y = (0, 2, 1) -> r = 0.5, slope 0.5
-    fit = ng.regression([0, 1, 2], [0, 2, 1])
+    fit = layer_statistics.regression([0, 1, 2], [0, 2, 1])
     assert fit["r"] == pytest.approx(0.5) and fit["slope"] == pytest.approx(0.5)
-    assert ng.regression(x, np.ones(10))["r"] is None
+    assert layer_statistics.regression(x, np.ones(10))["r"] is None
 
 
 def test_angle_density_and_its_peak():
     rng = np.random.default_rng(0)
     angles = rng.normal(0.6, 0.02, 2000)
-    density = ng.angle_density(angles)
-    assert np.trapezoid(density, ng.ANGLE_GRID) == pytest.approx(1.0, abs=1e-3)
-    assert ng.peak_angle(angles) == pytest.approx(0.6, abs=0.005)
+    density = layer_statistics.angle_density(angles)
+    assert np.trapezoid(density, layer_statistics.ANGLE_GRID) == pytest.approx(1.0, abs=1e-3)
+    assert layer_statistics.peak_angle(angles) == pytest.approx(0.6, abs=0.005)
     # identical angles (no KDE defined): a narrow bump at that angle
-    assert ng.peak_angle(np.full(5, 0.3)) == pytest.approx(0.3, abs=1e-3)
+    assert layer_statistics.peak_angle(np.full(5, 0.3)) == pytest.approx(0.3, abs=1e-3)
 
 
 def test_value_fractions_and_theory_angles():
     w = np.array([[-1.0, 0.0, 1.0, 1.0], [1.0, 1.0, 0.0, -1.0]])
-    assert ng.value_fractions(w, 3) == {"-1": 0.25, "0": 0.25, "1": 0.5}
-    assert ng.value_fractions(np.sign(w + 0.5), 2)["0"] == 0.0
-    assert ng.theory_angle(2) == pytest.approx(LIMIT)
-    assert ng.theory_angle(3, 0.0, 0.2) == pytest.approx(LIMIT)
+    assert layer_statistics.value_fractions(w, 3) == {"-1": 0.25, "0": 0.25, "1": 0.5}
+    assert layer_statistics.value_fractions(np.sign(w + 0.5), 2)["0"] == 0.0
+    assert layer_statistics.theory_angle(2) == pytest.approx(LIMIT)
+    assert layer_statistics.theory_angle(3, 0.0, 0.2) == pytest.approx(LIMIT)
     # at the optimal threshold (0.612 weight stds) the ternary angle is at its minimum, 25.85 degrees
     t_star = theory.optimal_ternary_threshold()
-    assert np.degrees(ng.theory_angle(3, 0.02, 0.02 / t_star)) == pytest.approx(25.85, abs=0.01)
-    assert ng.theory_angle_std(2, 100) == pytest.approx(theory.BINARY_ANGLE_STD_COEFFICIENT / 10)
+    assert np.degrees(layer_statistics.theory_angle(3, 0.02, 0.02 / t_star)) == pytest.approx(25.85, abs=0.01)
+    assert layer_statistics.theory_angle_std(2, 100) == pytest.approx(theory.BINARY_ANGLE_STD_COEFFICIENT / 10)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -164,7 +165,7 @@ def test_network_dot_products_match_the_layers_own_tensors(levels):
         np.testing.assert_allclose(mine.dots["Ac.Wb"], full(ref.inputs_continuous, ref.weights_quantized), **tol)
         assert len(mine.dots["Ap.Wb"]) == len(mine.dots["Ab.Wb"])
         assert not np.allclose(mine.dots["Ap.Wb"], mine.dots["Ab.Wb"])
-    assert set(np.unique(layers[1].weights_quantized)) <= set(ng.quantized_values(levels))
+    assert set(np.unique(layers[1].weights_quantized)) <= set(layer_statistics.quantized_values(levels))
 
 
 def test_sampled_dot_products_are_paired_and_seeded():
@@ -189,7 +190,7 @@ def test_sampled_dot_products_equal_the_convolution_at_the_chosen_entries():
     weights = {"W": rng.standard_normal((3, 3, 4, 7)), "V": np.sign(rng.standard_normal((3, 3, 4, 7)))}
     pairs = {"A.W": ("A", "W"), "B.W": ("B", "W"), "B.V": ("B", "V")}
     index = np.sort(rng.choice(3 * 6 * 5 * 7, 200, replace=False))  # corners and borders included
-    got = ng.sampled_dot_products(acts, weights, pairs, index)
+    got = layer_statistics.sampled_dot_products(acts, weights, pairs, index)
     for key, (a, w) in pairs.items():
         np.testing.assert_allclose(got[key], ng.dot_products(acts[a], weights[w], "conv").ravel()[index],
                                    rtol=1e-5, atol=1e-5)
@@ -210,7 +211,7 @@ def test_network_geometry_samples_conv_layers_or_convolves_them_alike(monkeypatc
 def test_layer_summary_numbers():
     _, model, x = _network(levels=3)
     layers, _ = ng.network_geometry(model, x, n_points=2000)
-    s = ng.layer_summary(layers[2])  # fc1: d = 16 * 16 * 4 after the 2x2 pool of conv2
+    s = report_numbers.layer_summary(layers[2])  # fc1: d = 16 * 16 * 4 after the 2x2 pool of conv2
     assert s["d"] == 1024 and s["n_filters"] == 6 and s["kind"] == "dense"
     angles = layers[2].angles()
     assert s["angle_mean"] == pytest.approx(angles.mean()) and s["angle_std"] == pytest.approx(angles.std())
@@ -221,7 +222,7 @@ def test_layer_summary_numbers():
     assert s["zero_fraction"] == pytest.approx(np.mean(np.abs(w) <= 0.05))
     assert sum(s["value_fractions"].values()) == pytest.approx(1.0)
     assert -1 <= s["weights"]["r"] <= 1 and s["activations"]["n"] == s["n_sampled"]
-    assert ng.layer_summary(layers[0])["activations"] is None  # the image is not quantized
+    assert report_numbers.layer_summary(layers[0])["activations"] is None  # the image is not quantized
 
 
 # --------------------------------------------------------------------------------------------------
@@ -292,16 +293,16 @@ def test_trained_network_plots_return_figures_and_write_files(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(3000)
     y = 0.5 * x + 0.1 * rng.standard_normal(3000)
-    fit = ng.regression(x, y)
-    grid = ng.ANGLE_GRID
+    fit = layer_statistics.regression(x, y)
+    grid = layer_statistics.ANGLE_GRID
     angles = [rng.normal(0.6, 0.03, 50), rng.normal(0.63, 0.01, 200)]
     calls = {
         "panel": lambda p: plotting.plot_dot_product_panel(x, y, fit, "x", "y", save_path=p),
         "grid": lambda p: plotting.plot_dot_products(["a", "b", "c"], [x] * 3, [y] * 3, [fit] * 3, save_path=p),
         "angles": lambda p: plotting.plot_layer_angle_densities(
-            ["a", "b"], grid, [ng.angle_density(a) for a in angles], LIMIT, save_path=p),
+            ["a", "b"], grid, [layer_statistics.angle_density(a) for a in angles], LIMIT, save_path=p),
         "angles_ternary": lambda p: plotting.plot_layer_angle_densities(
-            ["a", "b"], grid, [ng.angle_density(a) for a in angles], [0.5, 0.55], save_path=p),
+            ["a", "b"], grid, [layer_statistics.angle_density(a) for a in angles], [0.5, 0.55], save_path=p),
         "spread": lambda p: plotting.plot_layer_angle_spread(
             ["a", "b"], [27, 1152], [0.05, 0.01], [0.06, 0.012], theory.BINARY_ANGLE_STD_COEFFICIENT, save_path=p),
         "weights": lambda p: plotting.plot_weight_distributions(
@@ -333,11 +334,11 @@ def test_permuted_r_expected_is_the_kernel_cosine_and_matches_iid_inputs():
     w_b = np.where(w_c >= 0, 1.0, -1.0)
     # zero-mean inputs: the cosine of the whole flattened kernels
     cos = np.sum(w_b * w_c) / np.sqrt(np.sum(w_b**2) * np.sum(w_c**2))
-    assert ng.permuted_r_expected(w_b, w_c) == pytest.approx(cos)
+    assert layer_statistics.permuted_r_expected(w_b, w_c) == pytest.approx(cos)
     # i.i.d. +-1 inputs with mean 0.4 (P(+1) = 0.7): the pooled r of a large sample
     a = np.where(rng.uniform(size=(40000, 40)) < 0.7, 1.0, -1.0)
     measured = np.corrcoef((a @ w_b).ravel(), (a @ w_c).ravel())[0, 1]
-    expected = ng.permuted_r_expected(w_b, w_c, mean=0.4, var=1 - 0.4**2)
+    expected = layer_statistics.permuted_r_expected(w_b, w_c, mean=0.4, var=1 - 0.4**2)
     assert expected == pytest.approx(measured, abs=0.003) and abs(expected - cos) > 0.02
 
 
@@ -347,10 +348,10 @@ def test_next_quantizer_switches_at_the_batch_norm_shifted_threshold():
     # filter 0: z* = 3 - 1 * 2 / 2 = 2; filter 1 (gamma < 0): +1 below z* = 0 - 0.5 * 1 / -1 = 0.5
     z = np.array([1.99, 2.01, 0.49, 0.51])
     filters = np.array([0, 0, 1, 1])
-    np.testing.assert_array_equal(ng.next_quantized(z, filters, bn, 2, 0.0), [-1, 1, 1, -1])
+    np.testing.assert_array_equal(layer_statistics.next_quantized(z, filters, bn, 2, 0.0), [-1, 1, 1, -1])
     # ternary at t = 0.5: filter 0 is zero for |2 (z - 3) / 2 + 1| <= 0.5, i.e. z in [1.5, 2.5]
-    np.testing.assert_array_equal(ng.next_quantized(np.array([1.4, 1.6, 2.4, 2.6]), np.zeros(4, int), bn, 3, 0.5),
-                                  [-1, 0, 0, 1])
+    ternary = layer_statistics.next_quantized(np.array([1.4, 1.6, 2.4, 2.6]), np.zeros(4, int), bn, 3, 0.5)
+    np.testing.assert_array_equal(ternary, [-1, 0, 0, 1])
 
 
 def test_disagreement_is_none_for_the_output_layer_and_uses_each_filters_threshold():
@@ -361,21 +362,22 @@ def test_disagreement_is_none_for_the_output_layer_and_uses_each_filters_thresho
     fc1_bn.moving_mean.assign(np.random.default_rng(4).normal(0, 10, fc1_bn.moving_mean.shape).astype("float32"))
     layers, _ = ng.network_geometry(model, x, n_points=3000)
     assert layers[-1].disagreement("Ab.Wb", "Ab.Wc") is None
-    assert ng.layer_summary(layers[-1])["next_quantizer_differs"] is None
+    assert report_numbers.layer_summary(layers[-1])["next_quantizer_differs"] is None
     fc1 = layers[2]
     bn = fc1.batch_norm
     z_star = bn["mean"] - bn["beta"] * np.sqrt(bn["variance"] + bn["epsilon"]) / bn["gamma"]
     x_, y_ = fc1.dots["Ab.Wb"], fc1.dots["Ab.Wc"]
-    fit = ng.regression(x_, y_)
+    fit = layer_statistics.regression(x_, y_)
     y_ = (y_ - fit["intercept"]) / fit["slope"]  # A.W^c in A.W^b's units
     side = lambda v: (v >= z_star[fc1.filters]) == (bn["gamma"][fc1.filters] > 0)
     np.testing.assert_array_equal(fc1.disagreement("Ab.Wb", "Ab.Wc"), side(x_) != side(y_))
     # the quadrant rule (threshold 0 for every filter) would give another answer on these filters
     assert not np.array_equal(side(x_) != side(y_), (x_ >= 0) != (y_ >= 0))
-    s = ng.layer_summary(fc1)
+    s = report_numbers.layer_summary(fc1)
     assert s["next_quantizer_differs"]["weights"] == pytest.approx(np.mean(side(x_) != side(y_)))
     assert s["permuted_r_expected"] == pytest.approx(
-        ng.permuted_r_expected(fc1.weights_quantized, fc1.weights_continuous, fc1.input_mean, fc1.input_var))
+        layer_statistics.permuted_r_expected(fc1.weights_quantized, fc1.weights_continuous, fc1.input_mean,
+                                             fc1.input_var))
     assert fc1.input_mean ** 2 + fc1.input_var == pytest.approx(1.0, abs=1e-6)  # +-1 entries
 
 
@@ -385,7 +387,7 @@ def test_initialization_angle_is_thirty_degrees_for_binary():
     assert np.degrees(layers[0].init_angle()) == pytest.approx(30.0)
     # a freshly initialized wide dense layer sits at it
     w = keras.ops.convert_to_numpy(keras.initializers.GlorotUniform(seed=0)((4000, 64)))
-    assert np.degrees(ng.filter_angles(w, np.sign(w)).mean()) == pytest.approx(30.0, abs=0.1)
+    assert np.degrees(layer_statistics.filter_angles(w, np.sign(w)).mean()) == pytest.approx(30.0, abs=0.1)
 
 
 def test_ternary_thresholds_in_units_of_what_they_quantize():
@@ -395,7 +397,7 @@ def test_ternary_thresholds_in_units_of_what_they_quantize():
     layers, _ = ng.network_geometry(model, x, n_points=500, batch_size=3)
     inspected = inspect_network(model, x)
     for layer, ref in zip(layers[:-1], inspected[:-1]):
-        s = ng.layer_summary(layer)
+        s = report_numbers.layer_summary(layer)
         t_a = 0.3 if layer.name == "conv2" else 0.05
         assert s["activation_threshold"] == t_a and s["weight_threshold"] == 0.05
         assert s["activation_std"] == pytest.approx(ref.pre_activation.std(), rel=1e-4)
@@ -405,18 +407,19 @@ def test_ternary_thresholds_in_units_of_what_they_quantize():
         t_w = 0.05 / layer.weight_std
         assert s["weight_threshold_in_std"] == pytest.approx(t_w)
         assert s["weight_zero_fraction_theory"] == pytest.approx(2 * stats.norm.cdf(t_w) - 1)
-    out = ng.layer_summary(layers[-1])
+    out = report_numbers.layer_summary(layers[-1])
     assert out["activation_threshold"] is None and out["weight_threshold"] == 0.05
     binary, _ = ng.network_geometry(_network()[1], x, n_points=100)
-    assert ng.layer_summary(binary[0])["weight_threshold"] is None
+    assert report_numbers.layer_summary(binary[0])["weight_threshold"] is None
 
 
 def test_rotated_kernel_and_the_rotation_numbers():
     rng = np.random.default_rng(2)
     kernel = rng.standard_normal((3, 3, 2, 4))
-    np.testing.assert_array_equal(ng.rotated_kernel(kernel, np.eye(18)), np.sign(kernel))  # R = I: plain sign
+    # R = I: plain sign
+    np.testing.assert_array_equal(layer_statistics.rotated_kernel(kernel, np.eye(18)), np.sign(kernel))
     R = geometry.haar_rotation(18, rng)
-    w = ng.rotated_kernel(kernel, R)
+    w = layer_statistics.rotated_kernel(kernel, R)
     np.testing.assert_allclose(w[..., 1].ravel(), R.T @ np.sign(R @ kernel[..., 1].ravel()), atol=1e-6)
     _, model, x = _network()
     layers, _ = ng.network_geometry(model, x, n_points=10**9, batch_size=4, rotation_max_d=100)
@@ -424,11 +427,12 @@ def test_rotated_kernel_and_the_rotation_numbers():
     conv2 = layers[1]
     full = ng.dot_products(inspect_network(model, x)[1].inputs, conv2.weights_rotated, "conv").ravel()
     np.testing.assert_allclose(conv2.dots["Ab.Wr"], full, rtol=1e-4, atol=1e-4)
-    s = ng.layer_summary(conv2)
+    s = report_numbers.layer_summary(conv2)
     rot = s["rotation"]
     assert rot["d"] == 27 and rot["plain"]["angle_mean_deg"] == pytest.approx(s["angle_mean_deg"])
     assert rot["plain"]["r"] == pytest.approx(s["weights"]["r"])
-    expected = np.degrees(ng.filter_angles(conv2.weights_continuous, conv2.weights_rotated)).mean()
+    expected = np.degrees(layer_statistics.filter_angles(conv2.weights_continuous, conv2.weights_rotated)).mean()
     assert rot["rotated"]["angle_mean_deg"] == pytest.approx(expected)
-    assert rot["rotated"]["r"] == pytest.approx(ng.regression(conv2.dots["Ab.Wr"], conv2.dots["Ab.Wc"])["r"])
-    assert ng.layer_summary(layers[2])["rotation"] is None
+    fit = layer_statistics.regression(conv2.dots["Ab.Wr"], conv2.dots["Ab.Wc"])
+    assert rot["rotated"]["r"] == pytest.approx(fit["r"])
+    assert report_numbers.layer_summary(layers[2])["rotation"] is None

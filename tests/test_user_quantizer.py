@@ -50,7 +50,7 @@ import numpy as np
 import pytest
 import bnn.summary
 from bnn.geometry_log import read_geometry_log
-from bnn.network_geometry import filter_angles
+from bnn.layer_statistics import filter_angles
 from bnn.runs import load_run
 from mylab.quant import DeadZoneSign
 
