@@ -5,16 +5,17 @@ sampled at chosen convolution outputs, the regression of one set of dot products
 its expected value for i.i.d. inputs, what the next quantizer makes of a dot product, the angle of
 each filter to its quantization and the density of those angles, the generalized binarization of a
 kernel, the fractions of the quantized values and the large-d theory angles (Anderson & Berg 2018,
-arXiv:1705.07199, Sec. 4-5). Importing this module loads neither Keras nor TensorFlow; the
-functions that ask a quantizer (`next_quantized`, `quantized_values`, `theory_angle`,
-`theory_angle_std`) import `bnn.quantizers` when called. The dot products of a whole layer by its
-own operation (`bnn.network_geometry.dot_products`) need Keras and stay with the network pass.
+arXiv:1705.07199, Sec. 4-5). Importing this module loads neither Keras nor TensorFlow (nor does
+`bnn.quantizers`, whose quantizers the original flags' functions ask). The dot products of a
+whole layer by its own operation (`bnn.network_geometry.dot_products`) need Keras and stay with
+the network pass.
 """
 
 import numpy as np
 from scipy import stats
 
 from bnn import geometry
+from bnn.quantizers import from_levels
 
 #: Grid of angles (radians) on which angle densities are evaluated: 0.045 degree steps over [0, pi/2].
 ANGLE_GRID = np.linspace(0.0, np.pi / 2, 2001)
@@ -158,8 +159,6 @@ def next_quantized(dots, filters, batch_norm, levels, threshold):
     2x2 max pool sits between the layer and its batch norm, each dot product is treated as if it
     were the maximum of its window, i.e. the value the quantizer would see were it to win the pool.
     """
-    from bnn.quantizers import from_levels
-
     return next_quantized_by(dots, filters, batch_norm, from_levels(levels, threshold))
 
 
@@ -264,8 +263,6 @@ def peak_angle(angles, grid=ANGLE_GRID):
 def quantized_values(levels):
     """The values a quantized weight or activation takes under the original flags: (-1, 1) or
     (-1, 0, 1), as `bnn.quantizers.from_levels` declares them (``Quantizer.values``)."""
-    from bnn.quantizers import from_levels
-
     return from_levels(levels).values
 
 
@@ -288,8 +285,6 @@ def value_fractions(weights_quantized, levels=None):
 
 
 def _level_theory(levels, threshold, weight_std):
-    from bnn.quantizers import from_levels
-
     return from_levels(levels, threshold).theory(weight_std)
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from bnn import geometry, theory
 from bnn.layer_statistics import (filter_angles, next_quantized_by, permuted_r_expected, regression,
                                    rotated_kernel, sampled_dot_products)
+from bnn.quantizers import from_levels, outputs_sign
 
 #: Keys of `LayerGeometry.dots`: which activations and which weights each dot product uses.
 #: ``Ap`` is ``A^b`` with its entries shuffled over the batch (the permutation control; drawn with
@@ -158,8 +159,6 @@ class LayerGeometry:
 
     def __post_init__(self):
         # Built from levels and thresholds alone (the original fields): their quantizers.
-        from bnn.quantizers import from_levels
-
         if self.weight_quantizer is None and self.quantize_weights and self.levels in (2, 3):
             self.weight_quantizer = from_levels(self.levels, self.threshold)
         if self.activation_quantizer is None and self.quantize_activations and self.levels in (2, 3):
@@ -287,7 +286,6 @@ def network_geometry(model, x, n_points=200_000, batch_size=100, seed=0, rotatio
 
     from bnn.layer_tensors import iter_inspect, weight_layer_names
     from bnn.model import companion
-    from bnn.quantizers import outputs_sign
 
     x = np.asarray(x, dtype="float32")
     n = len(x)

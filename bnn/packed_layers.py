@@ -15,6 +15,8 @@ whole pattern experiment 1.54 times as fast.
 
 import numpy as np
 
+from bnn.quantizers import outputs_sign
+
 _tf = None
 
 
@@ -73,7 +75,6 @@ def _binary_input(chain, i):
     import keras
 
     from bnn.layers import QuantActivation
-    from bnn.quantizers import outputs_sign
 
     for layer in reversed(chain[:i]):
         if isinstance(layer, (keras.layers.Dropout, keras.layers.Flatten)):
@@ -106,8 +107,6 @@ class PackedLayers:
     def get(self, layer):
         """A callable mapping a batch of the layer's +-1 inputs (a numpy array or TensorFlow tensor)
         to its dot products as a float32 tensor, or None if the layer does not qualify now."""
-        from bnn.quantizers import outputs_sign
-
         # Asked on each call: the pattern experiment switches quantize_weights on and off.
         if id(layer) not in self._eligible or not outputs_sign(layer.kernel_quantizer):
             return None

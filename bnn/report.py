@@ -29,7 +29,7 @@ import numpy as np
 
 from bnn import analysis_cache
 from bnn import network_geometry as ng
-from bnn import layer_statistics, plotting, report_numbers, runs, theory
+from bnn import layer_statistics, plotting, quantizers, report_numbers, runs, theory
 from bnn.commands import DEFAULT_BN_IMAGES, DEFAULT_N_IMAGES, default_out_dir
 from bnn.config import RunConfig
 from bnn.errors import BnnError
@@ -107,7 +107,7 @@ class Report:
     @property
     def weight_quantizer(self):
         """The run's weight quantizer (`bnn.quantizers`), made from its config's spec."""
-        return _quantizer(self.config)
+        return quantizers.get(self.config.weight_quantizer)
 
     @property
     def q(self):
@@ -116,14 +116,9 @@ class Report:
         return "b" if self.weight_quantizer.zero_threshold() is None else "t"
 
     def path(self, figure):
-        """Where a figure of `FIGURES` is saved (without suffix: PDF and PNG are written)."""
+        """Where a figure of `FIGURES` is saved (without suffix: written in each format of
+        `bnn.plotting.set_figure_formats`, PDF and PNG by default)."""
         return self.out_dir / FIGURES[figure]
-
-
-def _quantizer(config):
-    from bnn.quantizers import get
-
-    return get(config.weight_quantizer)
 
 
 def open_run(run_dir, n_images=DEFAULT_N_IMAGES, which="best", out_dir=None, data_dir=None, print_fn=print):
@@ -179,7 +174,7 @@ def open_run(run_dir, n_images=DEFAULT_N_IMAGES, which="best", out_dir=None, dat
     n = min(n_images, n_available)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    threshold = _quantizer(config).zero_threshold()
+    threshold = quantizers.get(config.weight_quantizer).zero_threshold()
     print_fn(f"{run_dir} ({which} model): {config.mode} network on {config.data_set}, layers "
              f"{', '.join(config.layer_names())}"
              + (f", threshold {threshold:g}" if threshold is not None else "")
